@@ -1,0 +1,77 @@
+"""The `rollout` command: parses arguments, calls the layers, maps errors to exit codes.
+
+Commands live here only as thin wrappers; the work is done in the modules named for it.
+"""
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from rollout import log
+from rollout.errors import ExitCode, RolloutError
+from rollout.target import Target
+
+
+def fail(message: str, code: ExitCode) -> None:
+    """Print one line to stderr and exit with `code`."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(int(code))
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn RolloutError into one message and its exit code; never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RolloutError as exc:
+            fail(str(exc), exc.exit_code)
+
+    return wrapper
+
+
+def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The shared target and kube-access flags (DESIGN, "Command line")."""
+    options = [
+        click.option("-n", "--namespace", default="default", show_default=True),
+        click.option("--virtual-service", "virtual_service", required=True),
+        click.option("--route", default=None, help="HTTP route name (optional if unambiguous)."),
+        click.option("--stable", required=True, help="Stable subset name."),
+        click.option("--canary", required=True, help="Canary subset name."),
+        click.option("--destination-rule", "destination_rule", default=None),
+        click.option("--kubeconfig", default=None, envvar="KUBECONFIG"),
+        click.option("--context", default=None),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_target(
+    namespace: str,
+    virtual_service: str,
+    route: str | None,
+    stable: str,
+    canary: str,
+    destination_rule: str | None,
+) -> Target:
+    """A validated Target from the shared flags."""
+    return Target(
+        namespace=namespace,
+        virtual_service=virtual_service,
+        route=route,
+        stable=stable,
+        canary=canary,
+        destination_rule=destination_rule,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cello-rollout")
+def main() -> None:
+    """Progressive delivery for Kubernetes + Istio services (Cello first)."""
+    log.configure()
