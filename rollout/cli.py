@@ -10,9 +10,10 @@ from typing import Any
 
 import click
 
-from rollout import log
+from rollout import kube, log
 from rollout.errors import ExitCode, RolloutError
 from rollout.target import Target
+from rollout.traffic.istio import router_for
 
 
 def fail(message: str, code: ExitCode) -> None:
@@ -75,3 +76,27 @@ def build_target(
 def main() -> None:
     """Progressive delivery for Kubernetes + Istio services (Cello first)."""
     log.configure()
+
+
+def _move_traffic(weight: int, kubeconfig: str | None, context: str | None, **flags: Any) -> None:
+    """Send `weight` % to the canary of the target the flags name; print before and after."""
+    target = build_target(**flags)
+    router = router_for(kube.api_client(kubeconfig, context))
+    click.echo(str(router.set_canary_weight(target, weight)))
+
+
+@main.command("set-weight")
+@target_options
+@click.argument("weight", metavar="W", type=click.IntRange(0, 100))
+@handle_errors
+def set_weight(weight: int, **flags: Any) -> None:
+    """Move W % of the traffic (an integer, 0-100) to the canary and the rest to stable."""
+    _move_traffic(weight, **flags)
+
+
+@main.command()
+@target_options
+@handle_errors
+def abort(**flags: Any) -> None:
+    """Put 100 % of the traffic on the stable subset now."""
+    _move_traffic(0, **flags)

@@ -37,8 +37,6 @@ MAX_ATTEMPTS = 5
 # Seconds before a hung API server counts as unreachable, so a rollout never hangs forever.
 REQUEST_TIMEOUT = 30
 
-log = structlog.get_logger(__name__)
-
 
 @dataclass(frozen=True)
 class Kind:
@@ -468,7 +466,12 @@ class IstioRouter:
 
 
 def _events(target: Target) -> Any:
-    return log.bind(namespace=target.namespace, virtual_service=target.virtual_service)
+    """A logger bound to the VirtualService, fetched at each use: a cached module-level logger
+    would keep writing to the stream structlog was first configured with.
+    """
+    return structlog.get_logger(__name__).bind(
+        namespace=target.namespace, virtual_service=target.virtual_service
+    )
 
 
 def _outcome(
