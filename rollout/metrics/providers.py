@@ -1,0 +1,81 @@
+"""The provider registry: a metric spec and a query context in, the subset's PromQL out.
+
+Callers (the Prometheus reader, `rollout validate`) never pick a provider themselves: the
+spec's `provider` field does, here, so adding a provider is one entry in `render_queries`.
+"""
+
+from datetime import timedelta
+
+from rollout.metrics import cello, istio
+from rollout.metrics.base import MetricQueries, QueryContext, Role
+from rollout.metrics.labels import check_label_value, format_duration
+from rollout.metrics.promql import render_user_queries
+from rollout.policy import CelloMetric, IstioMetric, PromqlMetric
+
+PROVIDERS = ("istio", "cello", "promql")
+
+
+def render_queries(
+    spec: IstioMetric | CelloMetric | PromqlMetric, ctx: QueryContext
+) -> MetricQueries:
+    """The value and requests queries that measure `spec` for the subset in `ctx`.
+
+    Raises InputError when a context value is not a safe label value or duration.
+    """
+    match spec:
+        case IstioMetric():
+            return istio.render(spec, ctx)
+        case CelloMetric():
+            return cello.render(spec, ctx)
+        case PromqlMetric():
+            return render_user_queries(spec.query, spec.requests_query, ctx)
+
+
+def query_context(
+    role: Role,
+    *,
+    namespace: str,
+    service: str,
+    canary_version: str,
+    stable_version: str,
+    window: timedelta,
+) -> QueryContext:
+    """The context that selects the `role` subset, every value checked up front."""
+    check_label_value("namespace", namespace)
+    check_label_value("service", service)
+    check_label_value("canary version", canary_version)
+    check_label_value("stable version", stable_version)
+    return QueryContext(
+        namespace=namespace,
+        service=service,
+        version=canary_version if role is Role.CANARY else stable_version,
+        canary_version=canary_version,
+        stable_version=stable_version,
+        window=format_duration(window),
+    )
+
+
+def render_both(
+    spec: IstioMetric | CelloMetric | PromqlMetric,
+    *,
+    namespace: str,
+    service: str,
+    canary_version: str,
+    stable_version: str,
+    window: timedelta,
+) -> dict[Role, MetricQueries]:
+    """The queries of `spec` for canary and for stable, over the same window."""
+    return {
+        role: render_queries(
+            spec,
+            query_context(
+                role,
+                namespace=namespace,
+                service=service,
+                canary_version=canary_version,
+                stable_version=stable_version,
+                window=window,
+            ),
+        )
+        for role in Role
+    }
