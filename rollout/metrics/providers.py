@@ -10,7 +10,7 @@ from rollout.metrics import cello, istio
 from rollout.metrics.base import MetricQueries, QueryContext, Role
 from rollout.metrics.labels import check_label_value, format_duration
 from rollout.metrics.promql import render_user_queries
-from rollout.policy import CelloMetric, IstioMetric, PromqlMetric
+from rollout.policy import CelloMetric, IstioMetric, PolicySpec, PromqlMetric
 
 PROVIDERS = ("istio", "cello", "promql")
 
@@ -79,3 +79,31 @@ def render_both(
         )
         for role in Role
     }
+
+
+# The target `rollout validate` renders queries for: no cluster is consulted, so the values
+# are stand-ins, and the output says so.
+SAMPLE_TARGET = {
+    "namespace": "default",
+    "service": "example",
+    "stable_version": "v1",
+    "canary_version": "v2",
+}
+
+
+def sample_queries(spec: PolicySpec) -> list[tuple[str, dict[Role, MetricQueries]]]:
+    """Every query a policy runs, rendered for SAMPLE_TARGET: each metric over the policy's
+    window, then each guard limit over the guard's window (labelled `guard <metric>`)."""
+    rendered = [
+        (metric.name, render_both(metric, window=spec.window, **SAMPLE_TARGET))
+        for metric in spec.metrics
+    ]
+    if spec.guard is not None:
+        rendered += [
+            (
+                f"guard {limit.metric}",
+                render_both(spec.metric(limit.metric), window=spec.guard.window, **SAMPLE_TARGET),
+            )
+            for limit in spec.guard.metrics
+        ]
+    return rendered
