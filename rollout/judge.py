@@ -134,7 +134,7 @@ def judge_limits(
         )
         if value is not None
     )
-    verdict, reason = _combine([(r.verdict, f"{r.name}: {r.reason}") for r in results])
+    verdict, reason = _combine([(r.verdict, _labelled(r)) for r in results])
     return MetricVerdict(
         metric=name,
         verdict=verdict,
@@ -182,11 +182,19 @@ def _relative(name: str, canary: float, stable: float) -> tuple[float, str]:
     return canary / stable, "canary / stable"
 
 
+def _labelled(result: LimitResult) -> str:
+    """A limit's reason for the metric's summary. An inconclusive one is about a side
+    (canary or stable), shared by every limit that needs it, so it is not per limit."""
+    if result.verdict is Verdict.INCONCLUSIVE:
+        return result.reason
+    return f"{result.name}: {result.reason}"
+
+
 def _combine(parts: Sequence[tuple[Verdict, str]]) -> tuple[Verdict, str]:
-    """Any fail → fail; else any inconclusive → inconclusive; else pass. Reasons of the
-    deciding verdict are joined; an empty list is inconclusive (nothing was judged)."""
+    """Any fail → fail; else any inconclusive → inconclusive; else pass. The distinct
+    reasons of the deciding verdict are joined; nothing judged at all is inconclusive."""
     for verdict in (Verdict.FAIL, Verdict.INCONCLUSIVE):
-        reasons = [reason for v, reason in parts if v is verdict]
+        reasons = list(dict.fromkeys(reason for v, reason in parts if v is verdict))
         if reasons:
             return verdict, "; ".join(reasons)
     if not parts:

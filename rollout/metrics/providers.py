@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from rollout.metrics import cello, istio
 from rollout.metrics.base import MetricQueries, QueryContext, Role
-from rollout.metrics.labels import check_label_value, format_duration
+from rollout.metrics.labels import check_duration, check_label_value, format_duration
 from rollout.metrics.promql import render_user_queries
 from rollout.policy import CelloMetric, IstioMetric, PolicySpec, PromqlMetric
 
@@ -20,8 +20,11 @@ def render_queries(
 ) -> MetricQueries:
     """The value and requests queries that measure `spec` for the subset in `ctx`.
 
-    Raises InputError when a context value is not a safe label value or duration.
+    Raises InputError when a context value is not a safe label value or duration: every
+    value is checked, including those this provider does not use, so a bad target is
+    rejected the same way whatever the policy.
     """
+    check_context(ctx)
     match spec:
         case IstioMetric():
             return istio.render(spec, ctx)
@@ -29,6 +32,16 @@ def render_queries(
             return cello.render(spec, ctx)
         case PromqlMetric():
             return render_user_queries(spec.query, spec.requests_query, ctx)
+
+
+def check_context(ctx: QueryContext) -> None:
+    """Raise InputError unless every value of `ctx` is safe to paste into PromQL."""
+    check_label_value("namespace", ctx.namespace)
+    check_label_value("service", ctx.service)
+    check_label_value("version", ctx.version)
+    check_label_value("canary version", ctx.canary_version)
+    check_label_value("stable version", ctx.stable_version)
+    check_duration("window", ctx.window)
 
 
 def query_context(
@@ -41,11 +54,7 @@ def query_context(
     window: timedelta,
 ) -> QueryContext:
     """The context that selects the `role` subset, every value checked up front."""
-    check_label_value("namespace", namespace)
-    check_label_value("service", service)
-    check_label_value("canary version", canary_version)
-    check_label_value("stable version", stable_version)
-    return QueryContext(
+    ctx = QueryContext(
         namespace=namespace,
         service=service,
         version=canary_version if role is Role.CANARY else stable_version,
@@ -53,6 +62,8 @@ def query_context(
         stable_version=stable_version,
         window=format_duration(window),
     )
+    check_context(ctx)
+    return ctx
 
 
 def render_both(
