@@ -204,7 +204,10 @@ class PromqlMetric(MetricBase):
     )
 
 
-MetricSpec = Annotated[IstioMetric | CelloMetric | PromqlMetric, Field(discriminator="provider")]
+AnyMetric = IstioMetric | CelloMetric | PromqlMetric
+# In YAML the `provider` key picks the model; an unknown provider is a validation error.
+MetricSpec = Annotated[AnyMetric, Field(discriminator="provider")]
+PROVIDERS = ("istio", "cello", "promql")
 
 
 class GuardLimit(Limits):
@@ -269,7 +272,10 @@ class PolicySpec(Model):
     failure_limit: Annotated[int, Field(ge=1)] = Field(
         default=1, description="Failed checks (counted over the whole run) that roll back."
     )
-    inconclusive: Inconclusive = Field(default_factory=Inconclusive)
+    inconclusive: Inconclusive = Field(
+        default_factory=Inconclusive,
+        description="What consecutive inconclusive checks do (default: 3 in a row pause).",
+    )
     guard: Guard | None = Field(default=None, description="Severe-breach limits between steps.")
     metrics: Annotated[list[MetricSpec], Field(min_length=1)] = Field(
         description="What is measured at each step, for canary and stable."
@@ -326,7 +332,7 @@ class PolicySpec(Model):
         generated = list(range(step, top + 1, step))
         return generated if generated and generated[-1] == 100 else [*generated, 100]
 
-    def metric(self, name: str) -> IstioMetric | CelloMetric | PromqlMetric:
+    def metric(self, name: str) -> AnyMetric:
         """The metric called `name` (guard limits refer to metrics by name)."""
         for metric in self.metrics:
             if metric.name == name:
@@ -409,9 +415,6 @@ def load_policy(path: str | Path) -> RolloutPolicy:
     return parse_document(read_document(path), RolloutPolicy)
 
 
-_TAGS = {"istio", "cello", "promql"}  # discriminator values pydantic puts into error locs
-
-
 def _describe(error: Any) -> tuple[tuple[str | int, ...], str]:
     """The location and a readable reason of one pydantic error."""
     loc: tuple[str | int, ...] = tuple(error["loc"])
@@ -428,10 +431,10 @@ def _describe(error: Any) -> tuple[tuple[str | int, ...], str]:
         return loc, "required field is missing"
     if kind == "union_tag_invalid":
         return (*loc, "provider"), (
-            f"unknown provider {ctx.get('tag')!r} (expected istio, cello or promql)"
+            f"unknown provider {ctx.get('tag')!r} (expected {', '.join(PROVIDERS)})"
         )
     if kind == "union_tag_not_found":
-        return (*loc, "provider"), "required field is missing (istio, cello or promql)"
+        return (*loc, "provider"), f"required field is missing ({', '.join(PROVIDERS)})"
     return loc, str(error["msg"])
 
 
@@ -444,7 +447,7 @@ def _locate(root: yaml.Node, loc: tuple[str | int, ...]) -> tuple[int, str]:
     line = root.start_mark.line + 1
     path = ""
     for part in loc:
-        if isinstance(part, str) and part in _TAGS and _tag_of(node) == part:
+        if isinstance(part, str) and part in PROVIDERS and _tag_of(node) == part:
             continue  # pydantic's discriminated-union step, not a key in the file
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
         node, key_line = _child(node, part)

@@ -127,7 +127,10 @@ def render_template(template: str, ctx: QueryContext) -> str:
 
     Values are inserted without quotes: the template writes `version="{{ version }}"`.
     """
-    check_template(template)
+    try:
+        check_template(template)
+    except ValueError as exc:
+        raise InputError(f"query template: {exc}") from exc
     check_duration("window", ctx.window)
     values = {
         "namespace": ctx.namespace,

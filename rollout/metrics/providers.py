@@ -10,14 +10,10 @@ from rollout.metrics import cello, istio
 from rollout.metrics.base import MetricQueries, QueryContext, Role
 from rollout.metrics.labels import check_duration, check_label_value, format_duration
 from rollout.metrics.promql import render_user_queries
-from rollout.policy import CelloMetric, IstioMetric, PolicySpec, PromqlMetric
-
-PROVIDERS = ("istio", "cello", "promql")
+from rollout.policy import AnyMetric, CelloMetric, IstioMetric, PolicySpec, PromqlMetric
 
 
-def render_queries(
-    spec: IstioMetric | CelloMetric | PromqlMetric, ctx: QueryContext
-) -> MetricQueries:
+def render_queries(spec: AnyMetric, ctx: QueryContext) -> MetricQueries:
     """The value and requests queries that measure `spec` for the subset in `ctx`.
 
     Raises InputError when a context value is not a safe label value or duration: every
@@ -67,7 +63,7 @@ def query_context(
 
 
 def render_both(
-    spec: IstioMetric | CelloMetric | PromqlMetric,
+    spec: AnyMetric,
     *,
     namespace: str,
     service: str,
