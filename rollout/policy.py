@@ -30,8 +30,6 @@ from rollout.metrics.labels import DURATION_PATTERN, check_label_name, format_du
 from rollout.metrics.labels import parse_duration as _parse_duration_text
 from rollout.metrics.promql import RequestMetricKind, check_template
 
-API_VERSION = "rollout.cello.dev/v1alpha1"
-
 
 class LocatedError(ValueError):
     """A validation error about a part of the validated value, e.g. one element of a list.
@@ -390,13 +388,25 @@ def read_document(path: str | Path) -> Document:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InputError(f"{name}:{line}: malformed YAML: {problem}") from exc
+        raise InputError(
+            f"{name}:{_yaml_error_line(exc)}: malformed YAML: {_one_line(exc)}"
+        ) from exc
     if root is None:
         raise InputError(f"{name}:1: empty document")
     return Document(name, data, root)
+
+
+def _yaml_error_line(exc: yaml.YAMLError) -> int:
+    """The 1-based line PyYAML blames: where the problem is, else where its context began."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    return int(mark.line) + 1 if mark is not None else 1
+
+
+def _one_line(exc: yaml.YAMLError) -> str:
+    """PyYAML's messages span lines (with a source excerpt); keep context and problem."""
+    parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+    text = "; ".join(str(part) for part in parts if part) or str(exc)
+    return " ".join(text.split())
 
 
 def parse_document[M: BaseModel](doc: Document, model: type[M]) -> M:

@@ -50,6 +50,7 @@ def test_shipped_policies_validate_and_print_promql(name: str) -> None:
 # (case, file text, expected "file:line: field" after the file name, words in the reason)
 BAD = [
     ("malformed", HEAD + "  steps: [10, 20\n  interval: 1m\n", ":7: malformed YAML", ""),
+    ("malformed-tab", HEAD + "\tinterval: 1m\n", ":6: malformed YAML", "'\\t'"),
     ("unknown-field", HEAD + "  intervall: 1m\n" + METRIC, ":6: spec.intervall", "unknown"),
     (
         "unknown-nested-field",
