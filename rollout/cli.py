@@ -4,19 +4,25 @@ Commands live here only as thin wrappers; the work is done in the modules named 
 """
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
+from rich.console import Console
 
 from rollout import kube, log
+from rollout.analysis import analyze as run_analysis
+from rollout.analysis import report_table
 from rollout.errors import ExitCode, InputError, RolloutError
 from rollout.metrics.labels import format_duration
+from rollout.metrics.prometheus import PrometheusReader
 from rollout.metrics.providers import SAMPLE_TARGET, sample_queries
-from rollout.policy import Document, RolloutPolicy, parse_document, read_document
+from rollout.policy import Document, RolloutPolicy, load_policy, parse_document, read_document
+from rollout.subsets import resolve_subject
 from rollout.target import Target
-from rollout.traffic.istio import router_for
+from rollout.traffic.istio import KubeIstioStore, router_for
 
 
 def fail(message: str, code: ExitCode) -> None:
@@ -160,3 +166,53 @@ def validate(files: tuple[str, ...]) -> None:
             bad = True
     if bad:
         sys.exit(int(ExitCode.INVALID_INPUT))
+
+
+@main.command()
+@target_options
+@click.option("--policy", "policy_path", required=True, help="RolloutPolicy YAML file.")
+@click.option(
+    "--prometheus", "prometheus_url", required=True, envvar="PROMETHEUS_URL",
+    help="Prometheus base URL (or PROMETHEUS_URL).",
+)  # fmt: skip
+@click.option("--stable-version", default=None, help="Stable subset's version label value.")
+@click.option("--canary-version", default=None, help="Canary subset's version label value.")
+@click.option(
+    "--service", default=None,
+    help="Service name in queries (default: DestinationRule host's short name; without a "
+    "cluster, the VirtualService name).",
+)  # fmt: skip
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@handle_errors
+def analyze(
+    policy_path: str,
+    prometheus_url: str,
+    stable_version: str | None,
+    canary_version: str | None,
+    service: str | None,
+    output: str,
+    kubeconfig: str | None,
+    context: str | None,
+    **flags: Any,
+) -> None:
+    """Run one analysis now (no traffic change): exit 0 pass, 1 fail, 3 inconclusive.
+
+    Version label values come from the DestinationRule's subsets unless both
+    --stable-version and --canary-version are given (then no cluster is needed).
+    """
+    policy = load_policy(policy_path)
+    subject = resolve_subject(
+        build_target(**flags),
+        lambda: KubeIstioStore(kube.api_client(kubeconfig, context)),
+        stable_version=stable_version,
+        canary_version=canary_version,
+        service=service,
+    )
+    report = run_analysis(policy, subject, PrometheusReader(prometheus_url))
+    if output == "json":
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        console = Console()
+        # Not a terminal (a pipe, CI logs): wide enough that each metric stays on one line.
+        (console if console.is_terminal else Console(width=200)).print(report_table(report))
+    sys.exit(int(report.exit_code))

@@ -1,0 +1,82 @@
+"""`rollout analyze` against a real Prometheus, for both metric sources (must-show 1).
+
+Each test runs the real CLI in a subprocess against the shared sandbox (conftest.py), once
+with the Cello policy (the apps' own series) and once with the Istio policy (the mesh
+router's series): same traffic, two independent measurements of it.
+"""
+
+import pytest
+from conftest import ERROR_RATE, AnalyzeCli, run_analyze
+
+from rollout.sandbox.prometheus import PrometheusServer
+
+pytestmark = pytest.mark.prometheus
+
+PROVIDERS = ["cello", "istio"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_faulty_canary_fails_on_its_measured_error_rate(analyze: AnalyzeCli, provider: str) -> None:
+    run = analyze(provider, canary="v2")
+
+    assert run.exit_code == 1, run.stderr
+    assert run.report["verdict"] == "fail"
+    errors = run.metric(f"{provider}-error-rate")
+    assert errors["verdict"] == "fail"
+    assert abs(errors["canary"] - ERROR_RATE) <= 0.2 * ERROR_RATE, errors
+    assert errors["stable"] == 0.0
+    assert errors["canary_requests"] >= 50
+    # Only the error rate is at fault: the latency limit (1 s) holds for a 300 ms canary.
+    assert run.metric(f"{provider}-latency-p99")["verdict"] == "pass"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_healthy_canary_passes(analyze: AnalyzeCli, provider: str) -> None:
+    run = analyze(provider, canary="v3")
+
+    assert run.exit_code == 0, run.stdout + run.stderr
+    assert run.report["verdict"] == "pass"
+    assert run.metric(f"{provider}-error-rate")["canary"] == 0.0
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_canary_with_too_little_traffic_is_inconclusive(analyze: AnalyzeCli, provider: str) -> None:
+    run = analyze(provider, canary="v4")
+
+    assert run.exit_code == 3, run.stdout + run.stderr
+    assert run.report["verdict"] == "inconclusive"
+    errors = run.metric(f"{provider}-error-rate")
+    assert errors["verdict"] == "inconclusive"
+    assert 0 < errors["canary_requests"] < 50
+    assert "fewer than the minimum 50" in errors["reason"]
+
+
+def test_json_output_carries_the_exact_promql_and_time(analyze: AnalyzeCli) -> None:
+    run = analyze("istio", canary="v2")
+
+    queries = run.metric("istio-error-rate")["queries"]
+    assert 'destination_version="v2"' in queries["canary"]["value"]
+    assert 'destination_version="v1"' in queries["stable"]["value"]
+    assert queries["canary"]["requests"].startswith("sum(increase(istio_requests_total{")
+    assert run.report["at"].endswith("+00:00")
+    assert run.report["window"] == "15s"
+
+
+def test_text_output_is_a_table_with_the_reason_for_a_failure(analyze: AnalyzeCli) -> None:
+    run = analyze("cello", canary="v2", output="text")
+
+    assert run.exit_code == 1
+    row = next(line for line in run.stdout.splitlines() if "cello-error-rate" in line)
+    assert " fail " in row
+    assert "max: canary 0.2" in row or "max: canary 0.1" in row
+    assert "FAIL at " in run.stdout
+
+
+def test_stopped_prometheus_exits_3_with_one_clear_line() -> None:
+    with PrometheusServer([]) as prometheus:
+        url = prometheus.url
+    run = run_analyze(url, "istio", canary="v2")
+
+    assert run.exit_code == 3
+    assert run.stdout == ""
+    assert run.stderr.strip() == f"error: Prometheus at {url} is unreachable: connection refused"
