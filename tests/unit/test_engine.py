@@ -1,0 +1,243 @@
+"""The pure state machine: transitions, counters, and invariants over random event streams."""
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rollout.engine import (
+    ActionFailed,
+    AnalysisDone,
+    Analyze,
+    Announce,
+    Command,
+    Converged,
+    Decision,
+    Event,
+    GuardBreached,
+    Phase,
+    Plan,
+    RolloutState,
+    SetWeight,
+    Start,
+    Tick,
+    decide,
+    desired_weight,
+)
+from rollout.judge import Verdict
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+INTERVAL = timedelta(seconds=10)
+
+
+def plan(
+    weights: tuple[int, ...] = (10, 20, 50, 100),
+    failure_limit: int = 1,
+    inconclusive_limit: int = 2,
+    inconclusive_action: str = "pause",
+) -> Plan:
+    return Plan(weights, INTERVAL, failure_limit, inconclusive_limit, inconclusive_action)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def run(events: list[Event], p: Plan | None = None) -> Decision:
+    state = RolloutState()
+    decision = Decision(state, ())
+    for event in events:
+        decision = decide(decision.state, event, p or plan())
+    return decision
+
+
+def weights_set(decision: Decision) -> list[int]:
+    return [a.canary for a in decision.actions if isinstance(a, SetWeight)]
+
+
+def test_start_enters_the_first_step_and_sets_its_weight() -> None:
+    d = run([Start(at(0))])
+    assert d.state.phase is Phase.PROGRESSING
+    assert (d.state.step, d.state.weight) == (0, 10)
+    assert weights_set(d) == [10]
+    assert any(isinstance(a, Announce) for a in d.actions)
+
+
+def test_tick_asks_for_analysis_only_once_the_interval_has_passed() -> None:
+    started = run([Start(at(0))]).state
+    early = decide(started, Tick(at(9)), plan())
+    due = decide(started, Tick(at(10)), plan())
+    assert Analyze() not in early.actions
+    assert weights_set(early) == [10]  # level-triggered: the weight is re-asserted anyway
+    assert Analyze() in due.actions
+
+
+def test_healthy_canary_walks_every_step_then_promotes_and_succeeds() -> None:
+    events: list[Event] = [Start(at(0))]
+    for i in range(3):
+        events.append(AnalysisDone(at(10 * (i + 1)), Verdict.PASS, "ok"))
+    d = run(events)
+    assert d.state.phase is Phase.PROMOTING
+    assert desired_weight(d.state) == 100
+    done = decide(d.state, Converged(at(31)), plan())
+    assert done.state.phase is Phase.SUCCEEDED
+    assert [t.weight for t in done.state.history] == [10, 20, 50, 100, 100]
+
+
+def test_a_failed_check_rolls_back_when_the_failure_limit_is_reached() -> None:
+    p = plan(failure_limit=2)
+    first = run([Start(at(0)), AnalysisDone(at(10), Verdict.FAIL, "errors")], p)
+    assert first.state.phase is Phase.PROGRESSING
+    assert (first.state.step, first.state.failed_checks) == (0, 1)
+    assert first.state.step_started == at(10)  # analysed again after another interval
+    second = decide(first.state, AnalysisDone(at(20), Verdict.FAIL, "errors"), p)
+    assert second.state.phase is Phase.ROLLING_BACK
+    assert weights_set(second) == [0]
+    assert decide(second.state, Converged(at(21)), p).state.phase is Phase.ROLLED_BACK
+
+
+def test_failed_checks_are_counted_over_the_whole_run_not_reset_by_a_pass() -> None:
+    p = plan(failure_limit=2)
+    d = run(
+        [
+            Start(at(0)),
+            AnalysisDone(at(10), Verdict.FAIL, "x"),
+            AnalysisDone(at(20), Verdict.PASS, "ok"),
+            AnalysisDone(at(30), Verdict.FAIL, "x"),
+        ],
+        p,
+    )
+    assert d.state.phase is Phase.ROLLING_BACK
+
+
+def test_inconclusive_never_advances_and_pauses_at_the_limit() -> None:
+    d = run([Start(at(0)), AnalysisDone(at(10), Verdict.INCONCLUSIVE, "no data")])
+    assert (d.state.phase, d.state.step, d.state.inconclusive_streak) == (
+        Phase.PROGRESSING,
+        0,
+        1,
+    )
+    d = decide(d.state, AnalysisDone(at(20), Verdict.INCONCLUSIVE, "no data"), plan())
+    assert d.state.phase is Phase.PAUSED
+    assert desired_weight(d.state) == 10  # a pause holds the weight
+
+
+def test_inconclusive_streak_rolls_back_when_the_policy_says_so() -> None:
+    p = plan(inconclusive_action="rollback")
+    d = run(
+        [
+            Start(at(0)),
+            AnalysisDone(at(10), Verdict.INCONCLUSIVE, "few requests"),
+            AnalysisDone(at(20), Verdict.INCONCLUSIVE, "few requests"),
+        ],
+        p,
+    )
+    assert d.state.phase is Phase.ROLLING_BACK
+    assert "inconclusive check 2 in a row" in d.state.reason
+
+
+def test_a_pass_resets_the_inconclusive_streak() -> None:
+    d = run(
+        [
+            Start(at(0)),
+            AnalysisDone(at(10), Verdict.INCONCLUSIVE, "x"),
+            AnalysisDone(at(20), Verdict.PASS, "ok"),
+            AnalysisDone(at(30), Verdict.INCONCLUSIVE, "x"),
+        ]
+    )
+    assert d.state.phase is Phase.PROGRESSING
+    assert d.state.inconclusive_streak == 1
+
+
+def test_guard_breach_rolls_back_at_once_mid_step() -> None:
+    d = run([Start(at(0)), GuardBreached(at(3), "error rate 0.3 > 0.2")])
+    assert d.state.phase is Phase.ROLLING_BACK
+    assert weights_set(d) == [0]
+
+
+def test_failure_to_act_puts_traffic_on_stable() -> None:
+    d = run([Start(at(0)), AnalysisDone(at(10), Verdict.PASS, "ok"), ActionFailed(at(11), "503")])
+    assert d.state.phase is Phase.FAILED
+    assert desired_weight(d.state) == 0
+    assert weights_set(d) == [0]
+
+
+def test_terminal_states_ignore_every_event() -> None:
+    failed = run([Start(at(0)), ActionFailed(at(1), "x")]).state
+    for event in (Tick(at(2)), Start(at(2)), Command(at(2), "resume"), Converged(at(2))):
+        assert decide(failed, event, plan()) == Decision(failed, ())
+
+
+def test_abort_rolls_back_and_is_marked_aborted() -> None:
+    d = run([Start(at(0)), Command(at(1), "abort", by="alice")])
+    assert d.state.phase is Phase.ROLLING_BACK
+    assert d.state.aborted
+    assert d.state.reason == "abort by alice"
+
+
+def test_pause_holds_and_resume_restarts_the_step_interval() -> None:
+    paused = run([Start(at(0)), Command(at(4), "pause")]).state
+    assert paused.phase is Phase.PAUSED
+    assert Analyze() not in decide(paused, Tick(at(60)), plan()).actions
+    resumed = decide(paused, Command(at(60), "resume"), plan()).state
+    assert (resumed.phase, resumed.step, resumed.step_started) == (Phase.PROGRESSING, 0, at(60))
+
+
+def test_promote_skips_the_remaining_steps() -> None:
+    d = run([Start(at(0)), Command(at(1), "promote")])
+    assert d.state.phase is Phase.PROMOTING
+    assert weights_set(d) == [100]
+
+
+def test_analysis_outside_progressing_is_ignored() -> None:
+    paused = run([Start(at(0)), Command(at(1), "pause")]).state
+    assert decide(paused, AnalysisDone(at(2), Verdict.PASS, "ok"), plan()).state == paused
+
+
+def test_state_round_trips_through_json() -> None:
+    state = run([Start(at(0)), AnalysisDone(at(10), Verdict.FAIL, "x")], plan(failure_limit=3))
+    text = state.state.model_dump_json()
+    assert RolloutState.model_validate_json(text) == state.state
+
+
+# ---- Invariants over arbitrary event streams ------------------------------------------------
+
+_verdicts = st.sampled_from(list(Verdict))
+_events = st.one_of(
+    st.builds(lambda s: Tick(at(s)), st.integers(0, 10_000)),
+    st.builds(lambda s, v: AnalysisDone(at(s), v, "r"), st.integers(0, 10_000), _verdicts),
+    st.builds(lambda s: GuardBreached(at(s), "g"), st.integers(0, 10_000)),
+    st.builds(lambda s: Converged(at(s)), st.integers(0, 10_000)),
+    st.builds(
+        lambda s, c: Command(at(s), c),
+        st.integers(0, 10_000),
+        st.sampled_from(["pause", "resume", "abort", "promote"]),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=st.lists(_events, max_size=40),
+    failure_limit=st.integers(1, 3),
+    action=st.sampled_from(["pause", "rollback"]),
+)
+def test_weights_stay_in_range_and_steps_never_skip_or_go_back(
+    events: list[Event], failure_limit: int, action: str
+) -> None:
+    p = plan(failure_limit=failure_limit, inconclusive_action=action)
+    state = decide(RolloutState(), Start(at(0)), p).state
+    for event in events:
+        before = state
+        decision = decide(state, event, p)
+        state = decision.state
+        assert all(0 <= w <= 100 for w in weights_set(decision))
+        assert 0 <= desired_weight(state) <= 100
+        if state.phase is Phase.PROGRESSING and before.phase in (Phase.PROGRESSING, Phase.PAUSED):
+            assert state.step in (before.step, before.step + 1)
+            assert state.weight >= before.weight
+        if before.terminal:
+            assert state == before
+        if state.step > before.step and state.phase is Phase.PROGRESSING:
+            assert isinstance(event, AnalysisDone)
+            assert event.verdict is Verdict.PASS
