@@ -7,6 +7,9 @@ becomes value None, a failed or ambiguous query a Measurement with `error` set. 
 unreachable Prometheus is raised, as an InfraError, since then nothing can be measured.
 """
 
+import ast
+import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +28,9 @@ TIMEOUT_S = 10
 # Two quick retries on connection trouble and 502-504; the client's default (three, with
 # 1-2-4 s back-off) would make a dead Prometheus take ~7 s to report.
 RETRY = Retry(total=2, backoff_factor=0.2, status_forcelist=(502, 503, 504))
+
+
+_BODY = re.compile(r"\((b'.*')\)$", re.DOTALL)
 
 
 class QueryError(Exception):
@@ -64,7 +70,7 @@ class PrometheusReader:
                 query, params={"time": f"{at.timestamp():.3f}"}
             )
         except PrometheusApiClientException as exc:
-            raise QueryError(str(exc)) from exc
+            raise QueryError(_api_error(exc)) from exc
         except requests.RequestException as exc:
             raise InfraError(f"Prometheus at {self.url} is unreachable: {_short(exc)}") from exc
         return result
@@ -76,6 +82,18 @@ def _sample_value(sample: dict[str, Any]) -> float:
         return float(sample["value"][1])
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise QueryError(f"unexpected sample {sample!r}") from exc
+
+
+def _api_error(exc: PrometheusApiClientException) -> str:
+    """Prometheus' own error text (e.g. a PromQL parse error) out of the client's message,
+    `HTTP Status Code 400 (b'{...json...}')`, which wraps the response body as a bytes repr."""
+    message = str(exc)
+    found = _BODY.search(message)
+    try:
+        body = json.loads(ast.literal_eval(found.group(1))) if found else {}
+        return f"{body['errorType']}: {body['error']}"
+    except (ValueError, SyntaxError, TypeError, KeyError):
+        return message
 
 
 def _short(exc: requests.RequestException) -> str:

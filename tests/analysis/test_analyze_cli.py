@@ -80,3 +80,18 @@ def test_stopped_prometheus_exits_3_with_one_clear_line() -> None:
     assert run.exit_code == 3
     assert run.stdout == ""
     assert run.stderr.strip() == f"error: Prometheus at {url} is unreachable: connection refused"
+
+
+def test_queries_prometheus_cannot_answer_with_one_number_are_inconclusive(
+    analyze: AnalyzeCli,
+) -> None:
+    run = analyze("promql-broken", canary="v3")
+
+    assert run.exit_code == 3, run.stdout + run.stderr
+    ambiguous = run.metric("one-series-per-path")
+    assert ambiguous["verdict"] == "inconclusive"
+    # One series per path: /, /api/items and /healthz (hit once by the readiness check).
+    assert ambiguous["canary_error"] == "query returned 3 series where one was expected"
+    rejected = run.metric("not-promql")
+    assert rejected["verdict"] == "inconclusive"
+    assert "parse error" in rejected["canary_error"]
