@@ -6,7 +6,7 @@ router's series): same traffic, two independent measurements of it.
 """
 
 import pytest
-from conftest import ERROR_RATE, AnalyzeCli, run_analyze
+from analysis_helpers import ERROR_RATE, AnalyzeCli, run_analyze
 
 from rollout.sandbox.prometheus import PrometheusServer
 

@@ -2,7 +2,7 @@
 (must-show 2). v2 adds DELAY_MS to every request; its p99 is read by the real CLI."""
 
 import pytest
-from conftest import DELAY_MS, AnalyzeCli
+from analysis_helpers import DELAY_MS, AnalyzeCli
 
 from rollout.sandbox.mesh import ISTIO_DURATION_BUCKETS_MS
 

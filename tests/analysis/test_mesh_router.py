@@ -4,7 +4,7 @@ what the analysis tests measure, so its shape is checked here against Istio's.""
 import collections
 
 import requests
-from conftest import Sandbox
+from analysis_helpers import Sandbox
 from prometheus_client.parser import text_string_to_metric_families
 
 from rollout.sandbox.mesh import ISTIO_DURATION_BUCKETS_MS, WeightedSplitter
