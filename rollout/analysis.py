@@ -8,7 +8,7 @@ counts, limits and the exact PromQL.
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -21,6 +21,7 @@ from rollout.judge import (
     MetricVerdict,
     Verdict,
     judge_check,
+    judge_guard,
     judge_metric,
 )
 from rollout.metrics.base import Measurement, Role
@@ -101,12 +102,46 @@ def analyze(
     """Measure every metric of `policy` for both subsets at `at` (default now) and judge."""
     at = at or datetime.now(UTC)
     spec = policy.spec
-    results = tuple(
-        _measure_and_judge(metric, policy, subject, reader, at) for metric in spec.metrics
-    )
+    results = []
+    for metric in spec.metrics:
+        canary, stable = _measure(metric, subject, reader, spec.window, at)
+        verdict = judge_metric(metric, canary, stable, spec.min_requests)
+        results.append(MetricResult(metric, canary, stable, verdict))
+    return _report(policy, subject, spec.window, at, results, "analysis.done")
+
+
+def analyze_guard(
+    policy: RolloutPolicy, subject: Subject, reader: PrometheusReader, at: datetime | None = None
+) -> AnalysisReport:
+    """Check the policy's guard ceilings (its own window and minimum) between steps.
+
+    Only a `fail` acts (an immediate rollback); a guard that cannot judge leaves the
+    decision to the step analysis.
+    """
+    guard = policy.spec.guard
+    if guard is None:
+        raise ValueError(f"policy {policy.metadata.name} has no guard")
+    at = at or datetime.now(UTC)
+    results = []
+    for limit in guard.metrics:
+        metric = policy.spec.metric(limit.metric)
+        canary, stable = _measure(metric, subject, reader, guard.window, at)
+        verdict = judge_guard(limit, canary, stable, guard.min_requests)
+        results.append(MetricResult(metric, canary, stable, verdict))
+    return _report(policy, subject, guard.window, at, results, "guard.done")
+
+
+def _report(
+    policy: RolloutPolicy,
+    subject: Subject,
+    window: timedelta,
+    at: datetime,
+    results: list[MetricResult],
+    event: str,
+) -> AnalysisReport:
     check = judge_check([r.verdict for r in results])
     log.info(
-        "analysis.done",
+        event,
         policy=policy.metadata.name,
         service=subject.service,
         canary=subject.canary_version,
@@ -116,31 +151,33 @@ def analyze(
     return AnalysisReport(
         policy=policy.metadata.name,
         subject=subject,
-        window=format_duration(spec.window),
+        window=format_duration(window),
         at=at,
         check=check,
-        results=results,
+        results=tuple(results),
     )
 
 
-def _measure_and_judge(
+def _measure(
     metric: MetricSpec,
-    policy: RolloutPolicy,
     subject: Subject,
     reader: PrometheusReader,
+    window: timedelta,
     at: datetime,
-) -> MetricResult:
+) -> tuple[Measurement, Measurement]:
+    """Both subsets' measurements of one metric over the same window at the same instant."""
     queries = render_both(
         metric,
         namespace=subject.namespace,
         service=subject.service,
         canary_version=subject.canary_version,
         stable_version=subject.stable_version,
-        window=policy.spec.window,
+        window=window,
     )
-    canary, stable = (reader.measure(metric.name, role, queries[role], at) for role in Role)
-    verdict = judge_metric(metric, canary, stable, policy.spec.min_requests)
-    return MetricResult(metric, canary, stable, verdict)
+    return (
+        reader.measure(metric.name, Role.CANARY, queries[Role.CANARY], at),
+        reader.measure(metric.name, Role.STABLE, queries[Role.STABLE], at),
+    )
 
 
 # ---- text output ---------------------------------------------------------------------------

@@ -1,0 +1,271 @@
+"""Drives one rollout: feeds events to the pure engine and carries out the actions it returns.
+
+The engine decides; this module acts. For every event:
+1. the engine returns the next state and its actions;
+2. the state is saved first (so a process killed right after acting resumes at the step it
+   acted on, never at an earlier weight);
+3. the actions are performed: weights through the router, analyses through Prometheus,
+   transitions to the log and the decision record.
+Results of actions become events in turn: a written weight is `Converged`, a failed write
+or an unreachable Prometheus is `ActionFailed`, an analysis is `AnalysisDone`.
+
+One lock serialises decisions; analyses run outside it, so the guard job can keep acting
+while a slow step analysis is in flight.
+"""
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+import structlog
+
+from rollout.analysis import AnalysisReport, analyze, analyze_guard
+from rollout.engine import (
+    ActionFailed,
+    AnalysisDone,
+    Analyze,
+    Announce,
+    Converged,
+    Event,
+    GuardBreached,
+    Phase,
+    Plan,
+    RolloutState,
+    SetWeight,
+    Tick,
+    decide,
+    desired_weight,
+)
+from rollout.errors import ExitCode, RolloutError
+from rollout.judge import Verdict
+from rollout.metrics.prometheus import PrometheusReader
+from rollout.policy import RolloutPolicy
+from rollout.subsets import Subject
+from rollout.target import Target
+from rollout.traffic.istio import IstioRouter
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    """The wall clock, in UTC (the default clock of a driver)."""
+    return datetime.now(UTC)
+
+
+class StateStore(Protocol):
+    """Where the driver saves state after each decision (VS annotation, CanaryRollout status)."""
+
+    def save(self, state: RolloutState, now: datetime) -> RolloutState | None:
+        """Store `state` (renewing any lock); return a state that supersedes it, if any."""
+
+
+def plan_of(policy: RolloutPolicy) -> Plan:
+    """The parts of a policy the engine decides with."""
+    spec = policy.spec
+    return Plan(
+        weights=tuple(spec.weights),
+        interval=spec.interval,
+        failure_limit=spec.failure_limit,
+        inconclusive_limit=spec.inconclusive.limit,
+        inconclusive_action=spec.inconclusive.action,
+    )
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """One analysis in the decision record: when, at which step and weight, and its report."""
+
+    kind: Literal["step", "guard"]
+    step: int
+    weight: int
+    report: AnalysisReport
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "step": self.step, "weight": self.weight} | (
+            self.report.to_dict()
+        )
+
+
+@dataclass
+class DecisionRecord:
+    """Every check and transition of a run: the evidence behind its verdict."""
+
+    checks: list[CheckRecord] = field(default_factory=list)
+
+
+def exit_code(state: RolloutState) -> ExitCode:
+    """What `rollout run` exits with for a finished (or paused) rollout."""
+    if state.aborted or state.phase is Phase.PAUSED:
+        return ExitCode.ABORTED
+    if state.phase is Phase.SUCCEEDED:
+        return ExitCode.OK
+    if state.phase is Phase.ROLLED_BACK:
+        return ExitCode.ROLLED_BACK
+    return ExitCode.INCOMPLETE
+
+
+class Driver:
+    """Applies events to one rollout's state and performs the resulting actions."""
+
+    def __init__(
+        self,
+        *,
+        policy: RolloutPolicy,
+        target: Target,
+        subject: Subject,
+        router: IstioRouter,
+        reader: PrometheusReader,
+        store: StateStore,
+        state: RolloutState,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.policy = policy
+        self.plan = plan_of(policy)
+        self.target = target
+        self.subject = subject
+        self.state = state
+        self.record = DecisionRecord()
+        self._router = router
+        self._reader = reader
+        self._store = store
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._analysing = False  # one step analysis at a time, whichever job asked first
+        self._listeners: list[Callable[[RolloutState], None]] = []
+        self._log = structlog.get_logger(__name__).bind(
+            namespace=target.namespace, virtual_service=target.virtual_service
+        )
+
+    def on_change(self, listener: Callable[[RolloutState], None]) -> None:
+        """Call `listener` with the new state after every decision (scheduler, live view)."""
+        self._listeners.append(listener)
+
+    def handle(self, event: Event) -> RolloutState:
+        """Apply `event` and everything that follows from it; return the resulting state."""
+        pending: list[Event] = [event]
+        while pending:
+            current = pending.pop(0)
+            analyse = self._decide_and_act(current, pending)
+            if analyse:
+                try:
+                    pending.append(self._analyse())
+                finally:
+                    self._analysing = False
+        return self.state
+
+    def tick(self) -> RolloutState:
+        """The step job: re-assert the weight and analyse if the step is due."""
+        return self.handle(Tick(self._clock()))
+
+    def guard(self) -> RolloutState:
+        """The guard job: re-assert the weight, then check the guard limits between steps."""
+        self._renew()
+        state = self.handle(Tick(self._clock()))
+        if state.phase is not Phase.PROGRESSING or self.policy.spec.guard is None:
+            return state
+        try:
+            report = analyze_guard(self.policy, self.subject, self._reader, self._clock())
+        except RolloutError as exc:
+            return self.handle(ActionFailed(self._clock(), str(exc)))
+        self.record.checks.append(CheckRecord("guard", state.step, state.weight, report))
+        if report.check.verdict is Verdict.FAIL:
+            return self.handle(GuardBreached(report.at, report.check.reason))
+        return self.state
+
+    def next_due(self) -> datetime | None:
+        """When the current step's analysis is due (None when no analysis is pending)."""
+        state = self.state
+        if state.phase is not Phase.PROGRESSING or state.step_started is None:
+            return None
+        return state.step_started + self.plan.interval
+
+    def _decide_and_act(self, event: Event, pending: list[Event]) -> bool:
+        """One decision under the lock; returns whether an analysis was asked for."""
+        with self._lock:
+            before = self.state
+            decision = decide(before, event, self.plan)
+            self.state = decision.state
+            actions = decision.actions
+            if decision.state != before and self._save(pending):
+                actions = (SetWeight(desired_weight(self.state)),)
+            analyse = False
+            for action in actions:
+                match action:
+                    case SetWeight(canary=weight):
+                        pending.extend(self._set_weight(weight))
+                    case Announce(transition=transition):
+                        self._log.info(
+                            "rollout.transition",
+                            phase=str(transition.phase),
+                            step=transition.step,
+                            weight=transition.weight,
+                            reason=transition.reason,
+                        )
+                    case Analyze() if not self._analysing:
+                        self._analysing = analyse = True
+        if self.state != before:
+            self._notify()
+        return analyse
+
+    def _renew(self) -> None:
+        """Save even when nothing changed: renews the lock, and adopts an abort recorded by
+        another process."""
+        pending: list[Event] = []
+        with self._lock:
+            before = self.state
+            self._save(pending)
+        if self.state != before:
+            self._notify()
+        for event in pending:
+            self.handle(event)
+
+    def _notify(self) -> None:
+        for listener in self._listeners:
+            listener(self.state)
+
+    def _save(self, pending: list[Event]) -> bool:
+        """Save the state (call under the lock); True when a stored abort superseded it."""
+        try:
+            superseding = self._store.save(self.state, self._clock())
+        except RolloutError as exc:
+            self._log.error("rollout.save_failed", error=str(exc))
+            pending.append(ActionFailed(self._clock(), f"could not save state: {exc}"))
+            return False
+        if superseding is None:
+            return False
+        self._log.info(
+            "rollout.superseded", phase=str(superseding.phase), reason=superseding.reason
+        )
+        self.state = superseding
+        return True
+
+    def _set_weight(self, weight: int) -> list[Event]:
+        try:
+            self._router.set_canary_weight(self.target, weight)
+        except RolloutError as exc:
+            self._log.error("traffic.write_failed", canary=weight, error=str(exc))
+            return [ActionFailed(self._clock(), str(exc))]
+        return [Converged(self._clock())]
+
+    def _analyse(self) -> Event:
+        """Run the step's analysis; an unreachable Prometheus is a failure to act."""
+        state = self.state
+        due = self.next_due()
+        now = self._clock()
+        if due is not None:
+            lag = (now - due).total_seconds()
+            self._log.info("step.analysis_started", step=state.step, weight=state.weight, lag=lag)
+        try:
+            report = analyze(self.policy, self.subject, self._reader, now)
+        except RolloutError as exc:
+            return ActionFailed(self._clock(), str(exc))
+        self.record.checks.append(CheckRecord("step", state.step, state.weight, report))
+        return AnalysisDone(report.at, report.check.verdict, report.check.reason)
+
+
+def lease_renewal_interval(policy: RolloutPolicy) -> timedelta:
+    """How often the guard job runs (and so renews the lock): the guard's interval or 5 s."""
+    guard = policy.spec.guard
+    return guard.interval if guard is not None else timedelta(seconds=5)
