@@ -65,10 +65,6 @@ class ManagedProcess:
         )
         log.debug("process.started", name=name, pid=self._proc.pid)
 
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
-
     def running(self) -> bool:
         return self._proc.poll() is None
 

@@ -116,19 +116,22 @@ class Analysis:
 AnalyzeCli = Callable[..., Analysis]
 
 
-def run_analyze(
-    prometheus_url: str, policy: str, canary: str, stable: str = "v1", output: str = "json"
-) -> Analysis:
-    """Run the installed `rollout analyze` as a user would, versions given directly."""
+def version_flags(canary: str, stable: str = "v1") -> list[str]:
+    """The flags that give the subsets' version label values directly (no cluster)."""
+    return ["--stable-version", stable, "--canary-version", canary]
+
+
+def run_analyze(prometheus_url: str, policy: str, *flags: str, output: str = "json") -> Analysis:
+    """Run the installed `rollout analyze` as a user would, on subsets `stable`/`canary`."""
     rollout = Path(sys.executable).with_name("rollout")
     argv = [
         str(rollout), "analyze",
         "-n", NAMESPACE, "--virtual-service", SERVICE,
         "--stable", "stable", "--canary", "canary",
-        "--stable-version", stable, "--canary-version", canary,
         "--policy", str(POLICIES / f"{policy}.yaml"),
         "--prometheus", prometheus_url,
         "--output", output,
+        *flags,
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "PROMETHEUS_URL")}
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)

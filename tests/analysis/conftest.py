@@ -3,10 +3,16 @@ analysis_helpers.py for what runs in it), and `analyze`, which runs the real CLI
 """
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from analysis_helpers import Analysis, AnalyzeCli, Sandbox, run_analyze, running_sandbox
+from analysis_helpers import (
+    Analysis,
+    AnalyzeCli,
+    Sandbox,
+    run_analyze,
+    running_sandbox,
+    version_flags,
+)
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +26,8 @@ def sandbox() -> Iterator[Sandbox]:
 def analyze(sandbox: Sandbox) -> AnalyzeCli:
     """`analyze(policy, canary, ...)` against the sandbox's Prometheus."""
 
-    def run(policy: str, canary: str, **kwargs: Any) -> Analysis:
-        return run_analyze(sandbox.prometheus.url, policy, canary, **kwargs)
+    def run(policy: str, canary: str, stable: str = "v1", output: str = "json") -> Analysis:
+        flags = version_flags(canary, stable)
+        return run_analyze(sandbox.prometheus.url, policy, *flags, output=output)
 
     return run

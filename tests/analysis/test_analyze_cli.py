@@ -5,9 +5,12 @@ with the Cello policy (the apps' own series) and once with the Istio policy (the
 router's series): same traffic, two independent measurements of it.
 """
 
-import pytest
-from analysis_helpers import ERROR_RATE, AnalyzeCli, run_analyze
+from pathlib import Path
 
+import pytest
+from analysis_helpers import ERROR_RATE, AnalyzeCli, Sandbox, run_analyze, version_flags
+
+from rollout.sandbox.kubeapi import KubeApiServer, kubeconfig
 from rollout.sandbox.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.prometheus
@@ -75,7 +78,7 @@ def test_text_output_is_a_table_with_the_reason_for_a_failure(analyze: AnalyzeCl
 def test_stopped_prometheus_exits_3_with_one_clear_line() -> None:
     with PrometheusServer([]) as prometheus:
         url = prometheus.url
-    run = run_analyze(url, "istio", canary="v2")
+    run = run_analyze(url, "istio", *version_flags("v2"))
 
     assert run.exit_code == 3
     assert run.stdout == ""
@@ -95,3 +98,29 @@ def test_queries_prometheus_cannot_answer_with_one_number_are_inconclusive(
     rejected = run.metric("not-promql")
     assert rejected["verdict"] == "inconclusive"
     assert "parse error" in rejected["canary_error"]
+
+
+@pytest.mark.kube
+def test_versions_and_service_are_read_from_the_destination_rule(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """No version flags: the subsets' version labels come from the DestinationRule, read
+    through the Kubernetes API stand-in, and decide what is measured."""
+    cluster = KubeApiServer().start()
+    try:
+        cluster.create_namespaces(["demo"])
+        cluster.load(Path(__file__).parent / "objects" / "cello-app.yaml")
+        config = tmp_path / "kubeconfig"
+        config.write_text(kubeconfig(cluster.url, "demo"))
+        run = run_analyze(sandbox.prometheus.url, "istio", "--kubeconfig", str(config))
+    finally:
+        cluster.stop()
+
+    assert run.exit_code == 1, run.stdout + run.stderr
+    report = run.report
+    assert (report["service"], report["stable_version"], report["canary_version"]) == (
+        "cello-app",
+        "v1",
+        "v2",
+    )
+    assert abs(run.metric("istio-error-rate")["canary"] - ERROR_RATE) <= 0.2 * ERROR_RATE
