@@ -1,14 +1,19 @@
 """The Istio router: sets the stable/canary weights of one route of a VirtualService.
 
 Why it works the way it does:
-- Only the two `weight` fields of the managed route may change. The write is a JSON patch
-  naming exactly those two paths, so no other field is re-serialised on the way; rewriting
-  the whole object is how a peer tool once lost a route's `retries` (peers.md).
-- The patch also sets `metadata.resourceVersion` to the version we read. The API server takes
-  that as a precondition and answers 409 when someone wrote in between, which matters because
-  the array indices in the patch are only right for the version we read. On 409 we re-read,
-  re-check and re-derive the patch, a bounded number of times.
-- Nothing is sent when the weights are already right.
+- Only the two `weight` fields of the managed route may change. The object is copied as read,
+  those two weights are set in the copy, and only the copy's `spec.http` goes back, as a JSON
+  merge patch: TLS/TCP routes, labels and annotations are never sent, and no field passes
+  through a typed model that could drop it (how a peer tool once lost a route's `retries`,
+  peers.md).
+- The merge patch carries `metadata.resourceVersion` as read. The API server takes that as a
+  precondition and answers 409 when someone wrote in between, so the routes we send back are
+  exactly the ones it holds. (A JSON patch would name the weights by array index; applied to
+  a newer object it can fail with 422 before the server compares versions, turning a race
+  into "bad input".) On 409 we re-read, re-check and re-apply, a bounded number of times.
+- The whole resulting object is checked against Istio's CRD schema before anything is sent
+  (the check the API stand-in makes too), and nothing is sent when the weights are already
+  right.
 - Every problem with the objects is an InputError that names the object (exit 2, nothing
   written); API trouble is an InfraError (exit 3).
 """
@@ -26,6 +31,7 @@ from kubernetes.client.exceptions import ApiException
 
 from rollout.errors import InfraError, InputError
 from rollout.target import Target
+from rollout.traffic.schema import check_istio
 
 Obj = dict[str, Any]
 
@@ -223,18 +229,15 @@ def with_split(vs: Mapping[str, Any], route: ManagedRoute, split: Split) -> Obj:
     return updated
 
 
-def weight_patch(route: ManagedRoute, split: Split, resource_version: str) -> list[Obj]:
-    """The JSON patch that sets the two weights, valid only on `resource_version`.
-
-    `add` (not `replace`) because a destination may have no weight yet; it overwrites one
-    that exists. Setting resourceVersion makes the server refuse (409) a newer object.
+def weight_patch(updated: Mapping[str, Any], resource_version: str) -> Obj:
+    """The merge patch that turns the object read at `resource_version` into `updated`, an
+    object that differs from it in the HTTP routes only. Valid only on that version: the
+    server refuses it (409) once the object has changed.
     """
-    base = f"/spec/http/{route.index}/route"
-    return [
-        {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version},
-        {"op": "add", "path": f"{base}/{route.stable}/weight", "value": split.stable},
-        {"op": "add", "path": f"{base}/{route.canary}/weight", "value": split.canary},
-    ]
+    return {
+        "metadata": {"resourceVersion": resource_version},
+        "spec": {"http": updated["spec"]["http"]},
+    }
 
 
 # --- the DestinationRule ------------------------------------------------------------------
@@ -306,7 +309,7 @@ class IstioStore(Protocol):
 
     def get_all(self, kind: Kind, namespace: str) -> list[Obj]: ...
 
-    def patch(self, kind: Kind, namespace: str, name: str, patch: list[Obj]) -> Obj: ...
+    def patch(self, kind: Kind, namespace: str, name: str, patch: Obj | list[Obj]) -> Obj: ...
 
 
 def _api_message(exc: ApiException) -> str:
@@ -341,8 +344,11 @@ class KubeIstioStore:
         )
         return list(listing.get("items") or [])
 
-    def patch(self, kind: Kind, namespace: str, name: str, patch: list[Obj]) -> Obj:
-        """Apply a JSON patch; ConflictError when its resourceVersion is stale."""
+    def patch(self, kind: Kind, namespace: str, name: str, patch: Obj | list[Obj]) -> Obj:
+        """Apply a JSON merge patch (an object) or a JSON patch (a list of operations);
+        ConflictError when the resourceVersion it sets is stale.
+        """
+        content_type = "json-patch" if isinstance(patch, list) else "merge-patch"
         return self._call(
             object_name(kind, namespace, name),
             self._custom.patch_namespaced_custom_object,
@@ -350,7 +356,7 @@ class KubeIstioStore:
             kind.plural,
             name,
             patch,
-            _content_type="application/json-patch+json",
+            _content_type=f"application/{content_type}+json",
         )
 
     def version(self) -> str:
@@ -432,10 +438,12 @@ class IstioRouter:
             reading = self._read(target)
             if reading.split == desired:
                 return _outcome(target, reading, desired, reading.resource_version, attempt)
+            updated = with_split(reading.vs, reading.route, desired)
+            check_istio(updated)
             if before_write is not None:
                 before_write(reading.vs)
             try:
-                resource_version = self._write(target, reading, desired)
+                resource_version = self._write(target, updated, reading.resource_version)
             except ConflictError:
                 _events(target).info("traffic.weights.conflict", attempt=attempt)
                 continue
@@ -457,8 +465,8 @@ class IstioRouter:
         drs = self._store.get_all(DESTINATION_RULE, target.namespace)
         return pick_destination_rule(drs, host, target.namespace)
 
-    def _write(self, target: Target, reading: _Reading, split: Split) -> str:
-        patch = weight_patch(reading.route, split, reading.resource_version)
+    def _write(self, target: Target, updated: Obj, resource_version: str) -> str:
+        patch = weight_patch(updated, resource_version)
         written = self._store.patch(
             VIRTUAL_SERVICE, target.namespace, target.virtual_service, patch
         )
