@@ -5,24 +5,31 @@ Commands live here only as thin wrappers; the work is done in the modules named 
 
 import functools
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 
-from rollout import kube, log
+from rollout import kube, log, report, standalone
 from rollout.analysis import analyze as run_analysis
 from rollout.analysis import report_table
+from rollout.driver import exit_code
+from rollout.engine import Phase
 from rollout.errors import ExitCode, InputError, RolloutError
 from rollout.metrics.labels import format_duration
 from rollout.metrics.prometheus import PrometheusReader
 from rollout.metrics.providers import SAMPLE_TARGET, sample_queries
 from rollout.policy import Document, RolloutPolicy, load_policy, parse_document, read_document
+from rollout.sandbox import runner as sandbox_runner
 from rollout.subsets import resolve_subject
 from rollout.target import Target
 from rollout.traffic.istio import KubeIstioStore, router_for
+from rollout.view import make_view
 
 
 def fail(message: str, code: ExitCode) -> None:
@@ -216,3 +223,140 @@ def analyze(
         # Not a terminal (a pipe, CI logs): wide enough that each metric stays on one line.
         (console if console.is_terminal else Console(width=200)).print(report_table(report))
     sys.exit(int(report.exit_code))
+
+
+@main.group()
+def sandbox() -> None:
+    """The local sandbox: a Kubernetes API stand-in (and, later, apps, mesh, Prometheus)."""
+
+
+@sandbox.command("up")
+@click.option("--dir", "directory", default=".sandbox", show_default=True, type=click.Path())
+@click.option(
+    "--components", default=None,
+    help=f"Comma-separated, of: {', '.join(sandbox_runner.COMPONENTS)} (default: all).",
+)  # fmt: skip
+@click.option("--port", default=0, type=click.IntRange(0, 65535), help="Kube API port (0: any).")
+@click.option("-n", "--namespace", "namespaces", multiple=True, help="Namespace to create.")
+@click.option("-f", "--filename", "files", multiple=True, type=click.Path(), help="Objects (YAML).")
+@handle_errors
+def sandbox_up(
+    directory: str, components: str | None, port: int, namespaces: tuple[str, ...],
+    files: tuple[str, ...],
+) -> None:  # fmt: skip
+    """Start the sandbox in the background; returns once it serves. Writes D/kubeconfig, D/env."""
+    config = sandbox_runner.SandboxConfig(
+        directory=Path(directory),
+        kube_port=port,
+        namespaces=namespaces or ("default",),
+        files=tuple(Path(f) for f in files),
+    )
+    for line in sandbox_runner.up(config, sandbox_runner.parse_components(components)):
+        click.echo(line)
+
+
+@sandbox.command("down")
+@click.option("--dir", "directory", default=".sandbox", show_default=True, type=click.Path())
+@handle_errors
+def sandbox_down(directory: str) -> None:
+    """Stop everything `sandbox up` started in D (harmless when nothing runs)."""
+    stopped = sandbox_runner.down(Path(directory))
+    click.echo("\n".join(stopped) if stopped else f"nothing running in {directory}")
+
+
+def _analysis_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Prometheus and version-label flags shared by `run` (and like those of `analyze`)."""
+    options = [
+        click.option("--policy", "policy_path", required=True, help="RolloutPolicy YAML file."),
+        click.option(
+            "--prometheus",
+            "prometheus_url",
+            required=True,
+            envvar="PROMETHEUS_URL",
+            help="Prometheus base URL (or PROMETHEUS_URL).",
+        ),
+        click.option("--stable-version", default=None, help="Stable subset's version label."),
+        click.option("--canary-version", default=None, help="Canary subset's version label."),
+        click.option("--service", default=None, help="Service name in queries."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@main.command()
+@target_options
+@_analysis_options
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--report", "report_path", default=None, help="Write the record to FILE.md/.json.")
+@click.option("--skip-analysis", is_flag=True, help="Emergency path: shift to 100 % now.")
+@handle_errors
+def run(
+    policy_path: str,
+    prometheus_url: str,
+    stable_version: str | None,
+    canary_version: str | None,
+    service: str | None,
+    output: str,
+    report_path: str | None,
+    skip_analysis: bool,
+    kubeconfig: str | None,
+    context: str | None,
+    **flags: Any,
+) -> None:
+    """Drive one canary to the end: exit 0 promoted, 1 rolled back, 3 could not complete,
+    4 aborted or paused. Re-running after an interruption resumes at the stored step."""
+    policy = load_policy(policy_path)
+    if report_path is not None:
+        report.check_path(report_path)
+    options = standalone.RunOptions(
+        prometheus_url, skip_analysis, stable_version, canary_version, service
+    )
+    driver = standalone.prepare(
+        policy, build_target(**flags), kube.api_client(kubeconfig, context), options
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    show = make_view(driver, to_stderr=output == "json")
+    try:
+        state = standalone.drive(driver, skip_analysis=skip_analysis, stop=stop, on_change=show)
+    finally:
+        show.close()
+    data = report.record(driver)
+    if report_path is not None:
+        report.write(report_path, data)
+    if output == "json":
+        click.echo(json.dumps(data, indent=2))
+    if not state.terminal and state.phase is not Phase.PAUSED:
+        fail(
+            f"interrupted at {state.phase} step {state.step + 1} ({state.weight}%); run again "
+            "to resume, or `rollout abort` to send traffic to stable",
+            ExitCode.INCOMPLETE,
+        )
+    sys.exit(int(exit_code(state)))
+
+
+@main.command()
+@target_options
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@handle_errors
+def status(output: str, kubeconfig: str | None, context: str | None, **flags: Any) -> None:
+    """Show the stored state of a standalone run on the target's VirtualService."""
+    target = build_target(**flags)
+    stored = standalone.stored_run(kube.api_client(kubeconfig, context), target)
+    if stored is None:
+        vs = f"{target.namespace}/{target.virtual_service}"
+        fail(f"no rollout is stored on VirtualService {vs}", ExitCode.INVALID_INPUT)
+        return
+    if output == "json":
+        click.echo(stored.model_dump_json(indent=2))
+        return
+    state = stored.state
+    click.echo(
+        f"{target}: {state.phase}, step {state.step + 1}, canary {state.weight}%, "
+        f"failed checks {state.failed_checks}, held by {stored.holder} (renewed "
+        f"{stored.renewed:%Y-%m-%d %H:%M:%S} UTC)\n  reason: {state.reason}"
+    )
+    for t in state.history:
+        click.echo(f"  {t.at:%H:%M:%S} {t.phase:<11} step {t.step + 1} {t.weight:>3}%  {t.reason}")

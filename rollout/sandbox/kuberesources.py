@@ -6,6 +6,7 @@ schema is adding its YAML to `CUSTOM_RESOURCE_DEFINITIONS` (or one `crd(...)` en
 Built-in types carry no schema; the stand-in stores them as given.
 """
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,8 +117,10 @@ BUILTIN: tuple[ResourceType, ...] = (
 )
 
 
+@functools.cache
 def default_resources() -> tuple[ResourceType, ...]:
-    """Everything the stand-in serves: built-in types and the CRDs above."""
+    """Everything the stand-in serves: built-in types and the CRDs above (built once: the
+    schema validators are immutable and shared by every server in a process)."""
     return (*BUILTIN, *(crd(definition) for definition in CUSTOM_RESOURCE_DEFINITIONS))
 
 
