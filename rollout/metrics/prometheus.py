@@ -103,4 +103,6 @@ def _short(exc: requests.RequestException) -> str:
         return "connection refused"
     if isinstance(exc, requests.Timeout):
         return "timed out"
+    if isinstance(exc, requests.exceptions.RetryError):
+        return "it kept answering 5xx"
     return type(exc).__name__

@@ -40,6 +40,24 @@ class AppVersion:
     app: str = APP_NAME
 
 
+def app_command(
+    spec: AppVersion, port: int, app_path: Path = DEFAULT_APP_PATH
+) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that run `spec` on 127.0.0.1:`port` (also for runners
+    that start detached processes)."""
+    if not app_path.is_file():
+        raise InfraError(f"Cello example app not found at {app_path}")
+    env = {
+        **os.environ,
+        "VERSION": spec.version,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "ERROR_RATE": str(spec.error_rate),
+        "DELAY_MS": str(spec.delay_ms),
+    }
+    return [sys.executable, str(app_path)], env
+
+
 class CelloApp:
     """A running version of the example Cello app on 127.0.0.1:`port`; stop() ends it."""
 
@@ -49,24 +67,15 @@ class CelloApp:
         app_path: Path = DEFAULT_APP_PATH,
         log_dir: Path | None = None,
     ):
-        if not app_path.is_file():
-            raise InfraError(f"Cello example app not found at {app_path}")
         self.spec = spec
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        argv, env = app_command(spec, self.port, app_path)
         self._owned_log_dir = log_dir is None
         self._log_dir = log_dir or Path(tempfile.mkdtemp(prefix=f"rollout-app-{spec.version}-"))
-        env = {
-            **os.environ,
-            "VERSION": spec.version,
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "ERROR_RATE": str(spec.error_rate),
-            "DELAY_MS": str(spec.delay_ms),
-        }
         self._process = ManagedProcess(
             f"cello-app {spec.version}",
-            [sys.executable, str(app_path)],
+            argv,
             self._log_dir / f"cello-app-{spec.version}-{self.port}.log",
             env,
         )

@@ -74,6 +74,22 @@ def prometheus_binary() -> str:
     return found
 
 
+def prepare(directory: Path, targets: Sequence[ScrapeTarget], port: int) -> list[str]:
+    """Write `directory`/prometheus.yml for `targets`; the command that serves it on `port`
+    with its storage in `directory`/data. Separate from PrometheusServer so that a runner
+    that starts detached processes (`rollout sandbox up`) can start the same server."""
+    config_path = directory / "prometheus.yml"
+    config_path.write_text(scrape_config(targets))
+    return [
+        prometheus_binary(),
+        f"--config.file={config_path}",
+        f"--storage.tsdb.path={directory / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--storage.tsdb.retention.time=1d",
+        "--log.level=warn",
+    ]
+
+
 class PrometheusServer:
     """A running Prometheus on 127.0.0.1:`port` with its own storage; stop() removes both.
 
@@ -86,16 +102,7 @@ class PrometheusServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config_path = self.dir / "prometheus.yml"
-        config_path.write_text(scrape_config(targets))
-        argv = [
-            prometheus_binary(),
-            f"--config.file={config_path}",
-            f"--storage.tsdb.path={self.dir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
-            "--storage.tsdb.retention.time=1d",
-            "--log.level=warn",
-        ]
+        argv = prepare(self.dir, targets, self.port)
         self._process = ManagedProcess("prometheus", argv, self.dir / "prometheus.log")
         try:
             self._process.wait_ready(http_ok(f"{self.url}/-/ready"), READY_TIMEOUT_S)
