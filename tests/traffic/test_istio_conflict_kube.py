@@ -69,12 +69,12 @@ def test_unrelated_change_in_between_is_kept_and_weights_reapplied(cluster: Clus
     final = cluster.get(SERVICE)
     assert comparable(final) == comparable(expected)
     assert final["metadata"]["resourceVersion"] == change.resource_version
-    assert validate_istio(final) == []
+    assert_writes_theirs_then_ours(cluster)
 
 
 def test_route_inserted_ahead_in_between_is_not_hit_by_the_stale_patch(cluster: Cluster) -> None:
-    """The stale patch names http/0; after the insert that is the testers' route. The 409
-    keeps it from landing there: the retry finds the managed route at http/1.
+    """The stale write would send back the HTTP routes as first read, dropping the testers'
+    route; the 409 keeps it from landing, and the retry finds the managed route at http/1.
     """
     cluster.create(virtual_service(split_route()), destination_rule("v1", "v2"))
     before = cluster.get(SERVICE)
@@ -86,3 +86,13 @@ def test_route_inserted_ahead_in_between_is_not_hit_by_the_stale_patch(cluster: 
     expected = copy.deepcopy(before)
     expected["spec"]["http"] = [TESTERS, split_route(70, 30)]
     assert comparable(cluster.get(SERVICE)) == comparable(expected)
+    assert_writes_theirs_then_ours(cluster)
+
+
+def assert_writes_theirs_then_ours(cluster: Cluster) -> None:
+    """What the stand-in stored: the create, the second writer's patch, one patch of ours
+    (the one refused with 409 stored nothing); every stored object validates.
+    """
+    writes = cluster.writes(SERVICE)
+    assert [w["verb"] for w in writes] == ["create", "patch", "patch"]
+    assert all(validate_istio(w["object"]) == [] for w in writes)

@@ -183,7 +183,16 @@ def test_set_weight_changes_only_the_two_weights(cluster: Cluster, shape: Shape)
     assert after["metadata"]["resourceVersion"] != before["metadata"]["resourceVersion"]
     stable, canary = shape.expected_before
     assert result.stdout.endswith(f"v1 {stable} % / v2 {canary} % -> v1 60 % / v2 40 %\n")
-    assert validate_istio(after) == []
+    assert_one_valid_write_after_create(cluster)
+
+
+def assert_one_valid_write_after_create(cluster: Cluster) -> None:
+    """The stand-in's write history: our create, then exactly one write of ours, and every
+    object it stored validates against Istio's schema.
+    """
+    writes = cluster.writes(SERVICE)
+    assert [w["verb"] for w in writes] == ["create", "patch"]
+    assert [validate_istio(w["object"]) for w in writes] == [[], []]
 
 
 def test_abort_puts_all_traffic_on_stable(cluster: Cluster) -> None:
@@ -195,6 +204,7 @@ def test_abort_puts_all_traffic_on_stable(cluster: Cluster) -> None:
 
     assert result.exit_code == 0, result.stderr
     assert comparable(cluster.get(SERVICE)) == comparable(weights_set(before, shape, 100, 0))
+    assert_one_valid_write_after_create(cluster)
 
 
 def test_weights_already_right_are_not_written(cluster: Cluster) -> None:
@@ -206,6 +216,7 @@ def test_weights_already_right_are_not_written(cluster: Cluster) -> None:
     assert result.exit_code == 0, result.stderr
     assert "already v1 60 % / v2 40 %; nothing written" in result.stdout
     assert cluster.get(SERVICE) == before
+    assert [w["verb"] for w in cluster.writes(SERVICE)] == ["create"]
 
 
 ERRORS = {
@@ -261,6 +272,7 @@ def test_refused_with_exit_2_and_nothing_written(
     assert result.stdout == ""
     after = cluster.get(SERVICE), cluster.get(rule["metadata"]["name"], "DestinationRule")
     assert after == before
+    assert [w["verb"] for w in cluster.writes(SERVICE)] == ["create"]
 
 
 def test_virtual_service_that_does_not_exist(cluster: Cluster) -> None:
@@ -270,9 +282,5 @@ def test_virtual_service_that_does_not_exist(cluster: Cluster) -> None:
 
     assert result.exit_code == 2
     assert result.stderr == f"error: VirtualService {cluster.namespace}/missing not found\n"
-    assert (
-        cluster.api.list_namespaced_custom_object(
-            "networking.istio.io", "v1", cluster.namespace, "virtualservices"
-        )["items"]
-        == []
-    )
+    assert cluster.writes("missing") == []
+    assert [w["verb"] for w in cluster.writes(SERVICE, "DestinationRule")] == ["create"]
