@@ -382,12 +382,12 @@ class KubeIstioStore:
         try:
             return method(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
         except ApiException as exc:
-            raise _api_error(what, exc) from exc
+            raise api_error(what, exc) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise InfraError(f"{what}: cannot reach the Kubernetes API: {exc}") from exc
 
 
-def _api_error(what: str, exc: ApiException) -> InputError | InfraError:
+def api_error(what: str, exc: ApiException) -> InputError | InfraError:
     """Not found and rejected input are the caller's (exit 2); the rest is infrastructure."""
     message = _api_message(exc)
     if exc.status == 404:

@@ -284,3 +284,14 @@ def test_virtual_service_that_does_not_exist(cluster: Cluster) -> None:
     assert result.stderr == f"error: VirtualService {cluster.namespace}/missing not found\n"
     assert cluster.writes("missing") == []
     assert [w["verb"] for w in cluster.writes(SERVICE, "DestinationRule")] == ["create"]
+
+
+@pytest.mark.parametrize("weight", ["101", "-1", "ten", "10.5", "40%"])
+def test_weight_that_is_not_an_integer_percentage_exits_2(cluster: Cluster, weight: str) -> None:
+    cluster.create(virtual_service(split_route()), destination_rule("v1", "v2"))
+
+    result = cluster.rollout("set-weight", "--", weight)
+
+    assert result.exit_code == 2
+    assert "Invalid value for 'W'" in result.stderr
+    assert [w["verb"] for w in cluster.writes(SERVICE)] == ["create"]
