@@ -104,11 +104,11 @@ class WeightChange:
     attempts: int
 
     def __str__(self) -> str:
-        names = self.target
-        where = f"VirtualService {names.namespace}/{names.virtual_service} {self.route}"
+        where = f"{_vs_name(self.target)} {self.route}"
+        stable, canary = self.target.stable, self.target.canary
 
         def shares(split: Split) -> str:
-            return f"{names.stable} {split.stable} % / {names.canary} {split.canary} %"
+            return f"{stable} {split.stable} % / {canary} {split.canary} %"
 
         if not self.written:
             return f"{where}: already {shares(self.after)}; nothing written"
@@ -360,17 +360,11 @@ class KubeIstioStore:
         )
 
     def version(self) -> str:
-        """The first of PREFERRED_VERSIONS the cluster serves for Istio networking (asked once)."""
+        """The Istio networking version to use on this cluster (discovered once)."""
         if self._version is None:
             groups = self._request(f"the {GROUP} API group", self._apis.get_api_versions)
             served = {v.version for g in groups.groups if g.name == GROUP for v in g.versions}
-            usable = [v for v in PREFERRED_VERSIONS if v in served]
-            if not usable:
-                raise InputError(
-                    f"the cluster does not serve {GROUP} "
-                    f"{' or '.join(PREFERRED_VERSIONS)}; is Istio installed?"
-                )
-            self._version = usable[0]
+            self._version = pick_version(served)
         return self._version
 
     def _call(self, what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
@@ -385,6 +379,16 @@ class KubeIstioStore:
             raise api_error(what, exc) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise InfraError(f"{what}: cannot reach the Kubernetes API: {exc}") from exc
+
+
+def pick_version(served: set[str]) -> str:
+    """The first of PREFERRED_VERSIONS among the `served` versions of networking.istio.io."""
+    for version in PREFERRED_VERSIONS:
+        if version in served:
+            return version
+    raise InputError(
+        f"the cluster does not serve {GROUP} {' or '.join(PREFERRED_VERSIONS)}; is Istio installed?"
+    )
 
 
 def api_error(what: str, exc: ApiException) -> InputError | InfraError:

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from kubernetes.client.exceptions import ApiException
 
 from rollout.cli import main
-from rollout.errors import ExitCode
+from rollout.errors import ExitCode, InputError
 from rollout.sandbox.kubeapi import kubeconfig
-from rollout.traffic.istio import ConflictError, api_error
+from rollout.traffic.istio import ConflictError, api_error, pick_version
 
 
 def api_exception(status: int, message: str) -> ApiException:
@@ -56,3 +56,16 @@ def test_unreachable_api_server_exits_3_with_one_line(tmp_path: Path) -> None:
     assert result.exit_code == ExitCode.INCOMPLETE
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: the networking.istio.io API group: cannot reach the Kubernetes")
+
+
+@pytest.mark.parametrize(
+    ("served", "version"),
+    [({"v1", "v1beta1", "v1alpha3"}, "v1"), ({"v1beta1", "v1alpha3"}, "v1beta1")],
+)
+def test_uses_v1_when_served_else_v1beta1(served: set[str], version: str) -> None:
+    assert pick_version(served) == version
+
+
+def test_cluster_without_istio_networking_is_an_input_error() -> None:
+    with pytest.raises(InputError, match=r"does not serve networking\.istio\.io v1 or v1beta1"):
+        pick_version({"v1alpha3"})
