@@ -269,32 +269,40 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve_resource(
         self, method: str, target: Target, query: dict[str, str], body: Any
     ) -> None:
-        store, rt, version = self.server.store, target.rt, target.version
-        namespace, name = target.namespace or "", target.name
-        if name is None:
-            if method == "POST":
-                created = store.create(rt, version, namespace, self._object(body))
-                self._written("create", created, 201)
-            elif method == "GET":
-                self._list_or_watch(target, query)
-            else:
-                raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a collection")
-            return
-        if method == "GET":
-            obj = store.get(rt, version, namespace, name)
-            if target.subresource not in (None, "status"):
-                raise ApiError(404, "NotFound", "the server could not find the requested resource")
-            self._send_objects([obj], obj["metadata"]["resourceVersion"], single=True)
-        elif method == "PUT":
-            obj = self._object(body)
-            self._written(
-                "update", store.replace(rt, version, namespace, name, obj, target.subresource)
+        if target.name is None:
+            self._serve_collection(method, target, query, body)
+        else:
+            self._serve_object(method, target, target.name, body)
+
+    def _serve_collection(
+        self, method: str, target: Target, query: dict[str, str], body: Any
+    ) -> None:
+        if method == "POST":
+            namespace = target.namespace or ""
+            created = self.server.store.create(
+                target.rt, target.version, namespace, self._object(body)
             )
+            self._written("create", created, 201)
+        elif method == "GET":
+            self._list_or_watch(target, query)
+        else:
+            raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a collection")
+
+    def _serve_object(self, method: str, target: Target, name: str, body: Any) -> None:
+        store, rt, version = self.server.store, target.rt, target.version
+        namespace, subresource = target.namespace or "", target.subresource
+        if method == "GET":
+            if subresource not in (None, "status"):
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            obj = store.get(rt, version, namespace, name)
+            revision = obj["metadata"]["resourceVersion"]
+            self._send(200, docs.table([obj], revision) if self._wants_table() else obj)
+        elif method == "PUT":
+            replaced = store.replace(rt, version, namespace, name, self._object(body), subresource)
+            self._written("update", replaced)
         elif method == "PATCH":
             content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
-            patched = store.patch(
-                rt, version, namespace, name, content_type, body, target.subresource
-            )
+            patched = store.patch(rt, version, namespace, name, content_type, body, subresource)
             self._written("patch", patched)
         elif method == "DELETE":
             self._written("delete", store.delete(rt, version, namespace, name))
@@ -338,12 +346,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, docs.table(listing["items"], listing["metadata"]["resourceVersion"]))
         else:
             self._send(200, listing)
-
-    def _send_objects(self, objects: list[Obj], resource_version: str, single: bool) -> None:
-        if self._wants_table():
-            self._send(200, docs.table(objects, resource_version))
-        else:
-            self._send(200, objects[0] if single else {"items": objects})
 
     def _wants_table(self) -> bool:
         return "as=Table" in (self.headers.get("Accept") or "")
