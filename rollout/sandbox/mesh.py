@@ -154,10 +154,11 @@ class IstioMetrics(Collector):
 
 
 class WeightedSplitter:
-    """Picks a version per request so that every prefix of the sequence follows the weights.
+    """Picks a version per request: in every run of sum(weights) requests each version gets
+    exactly its weight, spread evenly (smooth weighted round-robin, as in nginx).
 
-    Smooth weighted round-robin (as in nginx): deterministic, so 10 % to the canary means
-    exactly one request in ten, not ten percent on average.
+    Deterministic, so 10 % to the canary means one request in ten, not ten percent on
+    average: the request counts behind a measurement are predictable.
     """
 
     def __init__(self, weights: Mapping[str, int]):
