@@ -402,7 +402,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--filename", action="append", type=Path, default=[])
     args = parser.parse_args(argv)
     logging_setup.configure(json=True)
-    server = KubeApiServer(args.port)
+    try:
+        server = KubeApiServer(args.port)
+    except OSError as exc:  # the port is taken
+        log.error("kubeapi.bind_failed", port=args.port, error=str(exc))
+        sys.exit(3)
     namespaces = args.namespace or ["default"]
     try:
         server.create_namespaces(namespaces)

@@ -7,6 +7,7 @@ the server's log whatever the thread timing: they cannot be flaky by racing the 
 import json
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -265,6 +266,14 @@ def test_builtin_types_leases_configmaps_events(
     )  # fmt: skip
     core.create_namespaced_event(namespace, event)
     assert [e.reason for e in core.list_namespaced_event(namespace).items] == ["Promoted"]
+    events = client.EventsV1Api(api_client)
+    new_style = client.EventsV1Event(
+        metadata=client.V1ObjectMeta(name="e2"), event_time=datetime.now(UTC),
+        reason="Promoted", note="100 % on v2", type="Normal", action="Promote",
+        reporting_controller="rollout.cello.dev/controller", reporting_instance="pod-a",
+    )  # fmt: skip
+    events.create_namespaced_event(namespace, new_style)
+    assert [e.note for e in events.list_namespaced_event(namespace).items] == ["100 % on v2"]
     assert namespace in [n.metadata.name for n in core.list_namespace().items]
 
 

@@ -1,6 +1,7 @@
 """`rollout sandbox up --components kube` / `down`, run as a user runs them (a separate
 `rollout` process, so the stand-in outlives the command that started it)."""
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,14 @@ def test_a_bad_preload_file_is_reported_and_nothing_is_left_running(tmp_path: Pa
     assert "kube exited at start" in result.stderr
     assert "spec.http[0].route[1].weight" in result.stderr
     assert list((tmp_path / "sb").glob("*.pid")) == []
+
+
+def test_a_port_in_use_is_reported_as_an_infrastructure_failure(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = rollout("sandbox", "up", "--dir", str(tmp_path), "--port", port)
+    assert result.returncode == 3
+    assert "kube exited at start" in result.stderr and "kubeapi.bind_failed" in result.stderr
+    assert list(tmp_path.glob("*.pid")) == []
