@@ -194,17 +194,25 @@ class _Handler(BaseHTTPRequestHandler):
             target = parse_target(self.server.table, _split(url.path))
             if target is None:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            if "dryRun" in query:
+                # Refused rather than ignored: ignoring it would write what was only a trial.
+                raise bad_request("dryRun is not supported by the sandbox API")
             self._serve_resource(method, target, query, body)
         except ApiError as exc:
             self._send(exc.code, exc.status())
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client went away (a watch it stopped)
+        except Exception as exc:  # a bug here: answer 500 as the API server would, and log it
+            log.exception("kubeapi.internal_error", method=method, path=self.path)
+            self.close_connection = True
+            self._send(500, ApiError(500, "InternalError", repr(exc)).status())
 
     def _read_body(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         if "protobuf" in (self.headers.get("Content-Type") or ""):
-            # kubectl sends built-in types as protobuf first and falls back to JSON on 415.
+            # Only kubectl's typed commands (`create configmap`...) send protobuf; `apply -f`,
+            # `patch`, and the Python client send JSON, which is all this stand-in reads.
             raise ApiError(415, "UnsupportedMediaType", "only JSON request bodies are served")
         if not raw:
             return None

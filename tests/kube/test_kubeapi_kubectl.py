@@ -102,3 +102,10 @@ def test_a_weight_given_as_a_string_is_refused_with_422_naming_the_field(kubectl
         result.stderr
     )
     assert kubectl("get", "vs", "cello-app").returncode == 1  # nothing was created
+
+
+def test_server_side_dry_run_is_refused_and_writes_nothing(kubectl: Kubectl) -> None:
+    result = kubectl("apply", "-f", GUIDE, "--dry-run=server")
+    assert result.returncode == 1
+    assert "dryRun is not supported by the sandbox API" in result.stderr
+    assert kubectl("get", "vs", "cello-app").returncode == 1
