@@ -56,8 +56,10 @@ class Cluster:
         return obj
 
     def writes(self, name: str, kind: str = "VirtualService") -> list[Obj]:
-        """Every successful write request to an object, oldest first, from the stand-in's
-        write history (a test endpoint): what the server was sent, not only what it holds.
+        """Every successful write request to an object, oldest first, with the object as
+        stored after it, from the stand-in's write history (a test endpoint). Writes that
+        changed nothing are listed too, so an empty history after the create means nothing
+        was sent.
         """
         path = f"apis/{GROUP}/v1/namespaces/{self.namespace}/{PLURALS[kind]}/{name}"
         response = requests.get(f"{self.server_url}/_sandbox/history/{path}", timeout=5)

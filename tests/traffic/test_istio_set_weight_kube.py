@@ -1,12 +1,13 @@
 """`rollout set-weight` and `rollout abort` against the Kubernetes API stand-in.
 
 Each shape test reads the whole VirtualService before and after running the real CLI and
-expects exactly the two weights of the managed route to differ; error tests expect exit 2,
-one line, and no write (resourceVersions unchanged).
+expects exactly the two weights of the managed route to differ, after exactly one write that
+left a valid Istio object; error tests expect exit 2, one line, and no write at all (the
+stand-in's write history shows only the create).
 """
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from istio_shapes import FQDN, SERVICE, Obj, dest, destination_rule, split_route, virtual_service
@@ -30,7 +31,7 @@ class Shape:
     route: int = 0
     stable: int = 0
     canary: int = 1
-    expected_before: tuple[int, int] = field(default=(90, 10))
+    expected_before: tuple[int, int] = (90, 10)
 
 
 SHAPES = {
