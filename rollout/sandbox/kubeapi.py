@@ -50,6 +50,8 @@ log = structlog.get_logger(__name__)
 # Without timeoutSeconds a watch ends after this, as the real server ends it after 30-60 min.
 DEFAULT_WATCH_TIMEOUT_S = 1800.0
 HISTORY_PREFIX = "/_sandbox/history"
+# How often serve_forever checks for shutdown: what `stop` (and `sandbox down`) waits at most.
+POLL_INTERVAL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,9 @@ class KubeApiServer(ThreadingHTTPServer):
 
     def start(self) -> "KubeApiServer":
         """Serve in a background thread (tests); `stop` ends it."""
-        self._thread = threading.Thread(target=self.serve_forever, name="kubeapi", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, args=(POLL_INTERVAL_S,), name="kubeapi", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -163,6 +167,9 @@ class KubeApiServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: KubeApiServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as separate writes; with Nagle on, each response would wait
+    # for the delayed ACK of the first (~40 ms).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("kubeapi.request", line=format % args)
@@ -426,7 +433,7 @@ def main(argv: list[str] | None = None) -> None:
     _stop_on_sigterm(server)
     args.port_file.write_text(f"{server.port}\n")
     log.info("kubeapi.serving", url=server.url)
-    server.serve_forever()
+    server.serve_forever(POLL_INTERVAL_S)
     server.server_close()
 
 

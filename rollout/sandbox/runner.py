@@ -148,7 +148,8 @@ def up(config: SandboxConfig, components: Sequence[Component]) -> list[str]:
     except BaseException:
         down(config.directory)
         raise
-    lines.append(f"env: {config.directory / 'env'} (stop with: rollout sandbox down)")
+    stop_command = f"rollout sandbox down --dir {config.directory}"
+    lines.append(f"env: {config.directory / 'env'} (stop with: {stop_command})")
     return lines
 
 

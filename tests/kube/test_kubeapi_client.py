@@ -293,3 +293,34 @@ def test_write_history_has_each_successful_write_once(
     assert writes[1]["object"]["spec"]["gateways"] == ["mesh"]
     assert writes[2]["resourceVersion"] == writes[1]["resourceVersion"]
     assert history(kube_server, vs_path(namespace, "other")) == []
+
+
+def test_concurrent_read_modify_write_loses_no_update(
+    kube_server: KubeApiServer, custom: client.CustomObjectsApi, namespace: str
+) -> None:
+    """Writers racing on one object: each 409 is retried, so every increment lands once."""
+    args = (ISTIO, "v1", namespace, "virtualservices", "cello-app")
+    create_vs(custom, namespace)
+    writers, increments = 4, 5
+
+    def increment() -> None:
+        for _ in range(increments):
+            while True:
+                vs = custom.get_namespaced_custom_object(*args)
+                labels = vs["metadata"].setdefault("labels", {})
+                labels["count"] = str(int(labels.get("count", "0")) + 1)
+                try:
+                    custom.replace_namespaced_custom_object(*args, vs)
+                    break
+                except ApiException as exc:
+                    assert exc.status == 409
+
+    threads = [threading.Thread(target=increment) for _ in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    final = custom.get_namespaced_custom_object(*args)
+    assert final["metadata"]["labels"]["count"] == str(writers * increments)
+    updates = [w for w in history(kube_server, vs_path(namespace)) if w["verb"] == "update"]
+    assert len(updates) == writers * increments
