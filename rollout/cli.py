@@ -4,6 +4,7 @@ Commands live here only as thin wrappers; the work is done in the modules named 
 """
 
 import functools
+import getpass
 import json
 import signal
 import sys
@@ -113,9 +114,17 @@ def set_weight(weight: int, **flags: Any) -> None:
 @main.command()
 @target_options
 @handle_errors
-def abort(**flags: Any) -> None:
-    """Put 100 % of the traffic on the stable subset now."""
-    _move_traffic(0, **flags)
+def abort(kubeconfig: str | None, context: str | None, **flags: Any) -> None:
+    """Put 100 % of the traffic on the stable subset now, and mark a stored run aborted.
+
+    A `rollout run` driving the target adopts the abort within a few seconds and exits 4.
+    """
+    target = build_target(**flags)
+    api = kube.api_client(kubeconfig, context)
+    aborted = standalone.record_abort(api, target, by=getpass.getuser())
+    click.echo(str(router_for(api).set_canary_weight(target, 0)))
+    if aborted is not None:
+        click.echo(f"stored rollout marked aborted at step {aborted.step + 1}")
 
 
 def _describe_policy(doc: Document) -> list[str]:

@@ -1,6 +1,7 @@
 """A Kubernetes API stand-in preloaded with the sandbox's cello-app objects, per test."""
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -11,9 +12,17 @@ from rollout import kube
 from rollout.sandbox.kubeapi import KubeApiServer, kubeconfig
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """The stand-in as a test reaches it: an ApiClient, and the kubeconfig for the CLI."""
+
+    api: client.ApiClient
+    kubeconfig: str
+
+
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[client.ApiClient]:
-    """An ApiClient on a fresh stand-in holding demo/cello-app (VS at 100 % v1, and its DR)."""
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A fresh stand-in holding demo/cello-app (VS at 100 % v1, and its DR)."""
     server = KubeApiServer().start()
     try:
         server.create_namespaces(["demo"])
@@ -22,6 +31,12 @@ def api(tmp_path: Path) -> Iterator[client.ApiClient]:
             server.load(path)
         config = tmp_path / "kubeconfig"
         config.write_text(kubeconfig(server.url))
-        yield kube.api_client(str(config))
+        yield Cluster(kube.api_client(str(config)), str(config))
     finally:
         server.stop()
+
+
+@pytest.fixture
+def api(cluster: Cluster) -> client.ApiClient:
+    """The ApiClient of `cluster`."""
+    return cluster.api
