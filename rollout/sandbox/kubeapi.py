@@ -12,13 +12,25 @@ JSON patch is not applied as RFC 6902, watches ignore resourceVersion and timeou
 and it would add aiohttp. Those are the semantics our router and tests depend on, so this
 is a small stdlib `ThreadingHTTPServer` instead.
 
+Not emulated (nothing here depends on it): protobuf request bodies (kubectl's typed
+`create configmap`; `apply -f` sends JSON), server-side apply, dryRun (refused with 400
+rather than written), pagination (`limit` is ignored: one page), deletecollection,
+finalizers and graceful deletion (a namespace's objects go with it at once), conversion
+between core and events.k8s.io Events (stored apart), CEL rules, and printer columns
+beyond NAME and AGE. A watch older than the event log gets what the real server sends:
+HTTP 200 with one ERROR event holding a 410 Expired Status.
+
 Run as a process: `python -m rollout.sandbox.kubeapi --port-file F [--port P]
 [--namespace NS]... [--filename FILE]...` (what `rollout sandbox up` does).
 
 Test/debug endpoint: `GET /_sandbox/history/<object path>` (the object's API path, e.g.
 `/_sandbox/history/apis/networking.istio.io/v1/namespaces/demo/virtualservices/web`)
 answers `{"kind": "WriteHistory", "items": [{"verb", "resourceVersion", "changed",
-"object"}, ...]}`, one item per successful write request, oldest first.
+"object"}, ...]}`, one item per successful write request, oldest first: `verb` is create,
+update, patch, update/status, patch/status or delete; `changed` is false for a write that
+changed nothing (the API server then keeps the resourceVersion and sends no watch event);
+`object` is the object as stored after the write (null for delete). Refused writes (409,
+422...) are not in it; an object never written has an empty list.
 """
 
 import argparse
