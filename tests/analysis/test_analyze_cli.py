@@ -1,15 +1,24 @@
 """`rollout analyze` against a real Prometheus, for both metric sources (must-show 1).
 
-Each test runs the real CLI in a subprocess against the shared sandbox (conftest.py), once
-with the Cello policy (the apps' own series) and once with the Istio policy (the mesh
-router's series): same traffic, two independent measurements of it.
+The tests run the real CLI in a subprocess (in process only where the environment is the
+point) against the shared sandbox (conftest.py), with the Cello policy (the apps' own series)
+and with the Istio policy (the mesh router's series): the same traffic, measured twice.
 """
 
 from pathlib import Path
 
 import pytest
-from analysis_helpers import ERROR_RATE, AnalyzeCli, Sandbox, run_analyze, version_flags
+from analysis_helpers import (
+    ERROR_RATE,
+    POLICIES,
+    AnalyzeCli,
+    Sandbox,
+    run_analyze,
+    version_flags,
+)
+from click.testing import CliRunner
 
+from rollout.cli import main
 from rollout.sandbox.kubeapi import KubeApiServer, kubeconfig
 from rollout.sandbox.prometheus import PrometheusServer
 
@@ -124,3 +133,26 @@ def test_versions_and_service_are_read_from_the_destination_rule(
         "v2",
     )
     assert abs(run.metric("istio-error-rate")["canary"] - ERROR_RATE) <= 0.2 * ERROR_RATE
+
+
+def _analyze_in_process(env: dict[str, str | None]) -> tuple[int, str]:
+    """`rollout analyze` without --prometheus, in process, with `env` set."""
+    argv = ["analyze", "-n", "demo", "--virtual-service", "cello-app"]
+    argv += ["--stable", "stable", "--canary", "canary", *version_flags("v3")]
+    argv += ["--policy", str(POLICIES / "istio.yaml"), "--output", "json"]
+    result = CliRunner().invoke(main, argv, env=env)
+    return result.exit_code, result.output
+
+
+def test_prometheus_url_can_come_from_the_environment(sandbox: Sandbox) -> None:
+    code, output = _analyze_in_process({"PROMETHEUS_URL": sandbox.prometheus.url})
+
+    assert code == 0, output
+    assert '"verdict": "pass"' in output
+
+
+def test_no_prometheus_url_is_invalid_input() -> None:
+    code, output = _analyze_in_process({"PROMETHEUS_URL": None})
+
+    assert code == 2
+    assert "--prometheus" in output
