@@ -323,7 +323,9 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
             obj = store.get(rt, version, namespace, name)
             revision = obj["metadata"]["resourceVersion"]
-            self._send(200, docs.table([obj], revision) if self._wants_table() else obj)
+            self._send(
+                200, docs.table(rt, version, [obj], revision) if self._wants_table() else obj
+            )
         elif method == "PUT":
             replaced = store.replace(rt, version, namespace, name, self._object(body), subresource)
             self._written("update", replaced)
@@ -370,7 +372,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         listing = store.list_objects(target.rt, target.version, target.namespace, match)
         if self._wants_table():
-            self._send(200, docs.table(listing["items"], listing["metadata"]["resourceVersion"]))
+            revision = listing["metadata"]["resourceVersion"]
+            self._send(200, docs.table(target.rt, target.version, listing["items"], revision))
         else:
             self._send(200, listing)
 

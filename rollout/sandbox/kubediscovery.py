@@ -173,19 +173,44 @@ def _age(created: str | None, now: datetime) -> str:
     return f"{max(seconds, 0)}s"
 
 
-def table(objects: Sequence[Mapping[str, Any]], resource_version: str) -> Obj:
-    """A meta.k8s.io Table with NAME and AGE, which kubectl prints as it is."""
+# A CRD without additionalPrinterColumns (and every built-in type here) shows its age.
+_AGE_COLUMN: Obj = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+
+
+def _cell(obj: Mapping[str, Any], column: Mapping[str, Any], now: datetime) -> Any:
+    """A printer column's value: a simple `.a.b` jsonPath; dates as ages, lists as JSON."""
+    value: Any = obj
+    for key in str(column.get("jsonPath", "")).strip(".").split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    if column.get("type") == "date":
+        return _age(value, now)
+    return json.dumps(value) if isinstance(value, list | dict) else value
+
+
+def table(
+    rt: ResourceType, version: str, objects: Sequence[Mapping[str, Any]], resource_version: str
+) -> Obj:
+    """A meta.k8s.io Table with NAME and the type's printer columns, which kubectl prints
+    as it is (`kubectl get` without -o)."""
     now = datetime.now(UTC)
-    columns = [
-        {"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0},
-        {"name": "Age", "type": "string", "format": "", "description": "", "priority": 0},
-    ]
+    extra = rt.printer_columns.get(version) or (_AGE_COLUMN,)
+    columns: list[Obj] = [{"name": "Name", "type": "string", "format": "name", "priority": 0}]
+    for column in extra:
+        columns.append(
+            {
+                "name": column["name"],
+                "type": "string" if column.get("type") == "date" else column.get("type", "string"),
+                "format": column.get("format", ""),
+                "description": column.get("description", ""),
+                "priority": column.get("priority", 0),
+            }
+        )
     rows: list[Obj] = []
     for obj in objects:
         meta: Obj = obj.get("metadata") or {}
         partial: Obj = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1"}
         partial["metadata"] = meta
-        cells = [meta.get("name"), _age(meta.get("creationTimestamp"), now)]
+        cells = [meta.get("name"), *(_cell(obj, column, now) for column in extra)]
         rows.append({"cells": cells, "object": partial})
     return {
         "kind": "Table",

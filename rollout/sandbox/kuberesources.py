@@ -34,6 +34,7 @@ class ResourceType:
     status_subresource: bool = False
     short_names: tuple[str, ...] = ()
     schemas: Mapping[str, Obj] = field(default_factory=dict)  # openAPIV3Schema by version
+    printer_columns: Mapping[str, tuple[Obj, ...]] = field(default_factory=dict)  # by version
     validators: Mapping[str, jsonschema.Draft202012Validator] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -73,6 +74,7 @@ def crd(definition: Mapping[str, Any]) -> ResourceType:
         status_subresource=any("status" in (v.get("subresources") or {}) for v in versions),
         short_names=tuple(names.get("shortNames", ())),
         schemas=schemas,
+        printer_columns={v["name"]: tuple(v.get("additionalPrinterColumns", ())) for v in versions},
         validators={name: compile_schema(schema) for name, schema in schemas.items()},
     )
 

@@ -60,8 +60,9 @@ def test_get_virtualservices_as_yaml_lists_them(kubectl: Kubectl, namespace: str
         "VirtualService", "cello-app", namespace,
     )  # fmt: skip
     assert vs["spec"] == guide_objects()[0]["spec"]
-    table = kubectl("get", "vs")
-    assert table.stdout.split()[:3] == ["NAME", "AGE", "cello-app"]
+    header, row = kubectl("get", "vs").stdout.splitlines()
+    assert header.split() == ["NAME", "GATEWAYS", "HOSTS", "AGE"]  # the CRD's printer columns
+    assert row.split()[:2] == ["cello-app", '["cello-app"]']
 
 
 def test_patch_merge_and_json_then_delete(kubectl: Kubectl) -> None:
