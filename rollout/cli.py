@@ -246,8 +246,18 @@ def sandbox() -> None:
     help=f"Comma-separated, of: {', '.join(sandbox_runner.COMPONENTS)} (default: all).",
 )  # fmt: skip
 @click.option("--port", default=0, type=click.IntRange(0, 65535), help="Kube API port (0: any).")
-@click.option("-n", "--namespace", "namespaces", multiple=True, help="Namespace to create.")
-@click.option("-f", "--filename", "files", multiple=True, type=click.Path(), help="Objects (YAML).")
+@click.option(
+    "-n",
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Namespace to create (repeatable; default: default). The first is the kubeconfig's "
+    "and where preloaded objects without one go.",
+)
+@click.option(
+    "-f", "--filename", "files", multiple=True, type=click.Path(),
+    help="YAML file of objects to create at start (repeatable).",
+)  # fmt: skip
 @handle_errors
 def sandbox_up(
     directory: str, components: str | None, port: int, namespaces: tuple[str, ...],

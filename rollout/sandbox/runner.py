@@ -24,6 +24,7 @@ import requests
 
 from rollout.errors import ExitCode, InfraError, InputError
 from rollout.sandbox.kubeapi import kubeconfig
+from rollout.target import check_dns1123_label
 
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
@@ -135,6 +136,8 @@ def parse_components(text: str | None) -> list[Component]:
 
 def up(config: SandboxConfig, components: Sequence[Component]) -> list[str]:
     """Start `components` in order; on any failure stop what started, then raise."""
+    for namespace in config.namespaces:
+        check_dns1123_label("--namespace", namespace)
     for path in config.files:
         if not path.is_file():
             raise InputError(f"{path}: no such file")

@@ -60,10 +60,18 @@ def test_down_is_harmless_when_nothing_runs(tmp_path: Path) -> None:
     assert (result.returncode, result.stderr) == (0, "")
 
 
-def test_unknown_component_is_exit_2_and_starts_nothing(tmp_path: Path) -> None:
-    result = rollout("sandbox", "up", "--components", "kube,nope", "--dir", str(tmp_path))
-    assert result.returncode == 2
-    assert result.stderr == "error: --components: unknown nope (known: kube)\n"
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--components", "kube,nope"), "error: --components: unknown nope (known: kube)\n"),
+        (("-n", "Demo"), "error: --namespace: 'Demo' is not a valid DNS-1123 label\n"),
+    ],
+)
+def test_bad_flags_are_exit_2_and_start_nothing(
+    tmp_path: Path, flags: tuple[str, ...], message: str
+) -> None:
+    result = rollout("sandbox", "up", "--dir", str(tmp_path), *flags)
+    assert (result.returncode, result.stderr) == (2, message)
     assert list(tmp_path.glob("*.pid")) == []
 
 
