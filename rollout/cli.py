@@ -115,16 +115,30 @@ def set_weight(weight: int, **flags: Any) -> None:
 @target_options
 @handle_errors
 def abort(kubeconfig: str | None, context: str | None, **flags: Any) -> None:
-    """Put 100 % of the traffic on the stable subset now, and mark a stored run aborted.
+    """Put 100 % of the traffic on the stable subset now, and abort a stored run.
 
-    A `rollout run` driving the target adopts the abort within a few seconds and exits 4.
+    A `rollout run` driving the target applies the abort within a few seconds and exits 4.
     """
     target = build_target(**flags)
     api = kube.api_client(kubeconfig, context)
-    aborted = standalone.record_abort(api, target, by=getpass.getuser())
+    stored = standalone.send_request(api, target, "abort", by=getpass.getuser())
     click.echo(str(router_for(api).set_canary_weight(target, 0)))
-    if aborted is not None:
-        click.echo(f"stored rollout marked aborted at step {aborted.step + 1}")
+    if stored is not None and stored.aborted:
+        click.echo(f"stored rollout marked aborted at step {stored.step + 1}")
+    elif stored is not None:
+        click.echo("abort sent to the running `rollout run`; it applies it within seconds")
+
+
+@main.command()
+@target_options
+@handle_errors
+def approve(kubeconfig: str | None, context: str | None, **flags: Any) -> None:
+    """Approve the gate a standalone run is waiting at (confirm-step / confirm-promotion)."""
+    target = build_target(**flags)
+    api = kube.api_client(kubeconfig, context)
+    stored = standalone.send_request(api, target, "approve", by=getpass.getuser())
+    if stored is not None:
+        click.echo(f"approved {stored.awaiting} at step {stored.step + 1} ({stored.weight}%)")
 
 
 def _describe_policy(doc: Document) -> list[str]:

@@ -14,7 +14,7 @@ while a slow step analysis is in flight.
 """
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -27,6 +27,7 @@ from rollout.engine import (
     AnalysisDone,
     Analyze,
     Announce,
+    Command,
     Converged,
     Event,
     GuardBreached,
@@ -36,7 +37,6 @@ from rollout.engine import (
     SetWeight,
     Tick,
     decide,
-    desired_weight,
 )
 from rollout.errors import ExitCode, RolloutError
 from rollout.judge import Verdict
@@ -57,8 +57,8 @@ def utcnow() -> datetime:
 class StateStore(Protocol):
     """Where the driver saves state after each decision (VS annotation, CanaryRollout status)."""
 
-    def save(self, state: RolloutState, now: datetime) -> RolloutState | None:
-        """Store `state` (renewing any lock); return a state that supersedes it, if any."""
+    def save(self, state: RolloutState, now: datetime) -> Sequence[Command]:
+        """Store `state` (renewing any lock); return the commands people sent meanwhile."""
 
 
 def plan_of(policy: RolloutPolicy) -> Plan:
@@ -187,11 +187,10 @@ class Driver:
             before = self.state
             decision = decide(before, event, self.plan)
             self.state = decision.state
-            actions = decision.actions
-            if decision.state != before and self._save(pending):
-                actions = (SetWeight(desired_weight(self.state)),)
+            if decision.state != before:
+                self._save(pending)
             analyse = False
-            for action in actions:
+            for action in decision.actions:
                 match action:
                     case SetWeight(canary=weight):
                         pending.extend(self._set_weight(weight))
@@ -210,14 +209,10 @@ class Driver:
         return analyse
 
     def _renew(self) -> None:
-        """Save even when nothing changed: renews the lock, and adopts an abort recorded by
-        another process."""
+        """Save even when nothing changed: renews the lock and collects people's commands."""
         pending: list[Event] = []
         with self._lock:
-            before = self.state
             self._save(pending)
-        if self.state != before:
-            self._notify()
         for event in pending:
             self.handle(event)
 
@@ -225,21 +220,17 @@ class Driver:
         for listener in self._listeners:
             listener(self.state)
 
-    def _save(self, pending: list[Event]) -> bool:
-        """Save the state (call under the lock); True when a stored abort superseded it."""
+    def _save(self, pending: list[Event]) -> None:
+        """Save the state (call under the lock); people's commands join `pending`."""
         try:
-            superseding = self._store.save(self.state, self._clock())
+            commands = self._store.save(self.state, self._clock())
         except RolloutError as exc:
             self._log.error("rollout.save_failed", error=str(exc))
             pending.append(ActionFailed(self._clock(), f"could not save state: {exc}"))
-            return False
-        if superseding is None:
-            return False
-        self._log.info(
-            "rollout.superseded", phase=str(superseding.phase), reason=superseding.reason
-        )
-        self.state = superseding
-        return True
+            return
+        for command in commands:
+            self._log.info("rollout.command", command=command.name, by=command.by)
+        pending.extend(commands)
 
     def _set_weight(self, weight: int) -> list[Event]:
         try:

@@ -65,6 +65,7 @@ class RolloutState(BaseModel):
     failed_checks: int = 0
     inconclusive_streak: int = 0
     aborted: bool = False
+    awaiting: str | None = None  # a gate ("confirm-step"/"confirm-promotion") holding the step
     reason: str = ""
     history: tuple[Transition, ...] = Field(default_factory=tuple)
 
@@ -83,6 +84,14 @@ class Plan:
     failure_limit: int
     inconclusive_limit: int
     inconclusive_action: str  # "rollback" | "pause"
+    confirm_step: bool = False  # each step after the first waits for an approval
+    confirm_promotion: bool = False  # the last step (100 %) waits for an approval
+
+    def gate_before(self, step: int) -> str | None:
+        """The gate a passed analysis must clear before entering `step`, if any."""
+        if self.weights[step] == 100:
+            return "confirm-promotion" if self.confirm_promotion else None
+        return "confirm-step" if self.confirm_step else None
 
     def __post_init__(self) -> None:
         if not self.weights or self.weights[-1] != 100:
@@ -143,8 +152,9 @@ class Command:
     """A person's command: abort, pause, resume or promote."""
 
     at: datetime
-    name: str  # "abort" | "pause" | "resume" | "promote"
+    name: str  # "abort" | "pause" | "resume" | "promote" | "approve"
     by: str = "user"
+    step: int | None = None  # for "approve": the step whose gate it clears
 
 
 Event = Start | Tick | AnalysisDone | GuardBreached | Converged | ActionFailed | Command
@@ -240,7 +250,7 @@ def _analysis(state: RolloutState, event: AnalysisDone, plan: Plan) -> Decision:
     if state.phase is not Phase.PROGRESSING:
         return Decision(state, ())
     if event.verdict is Verdict.PASS:
-        return _enter_step(state, event.at, plan, state.step + 1, event.reason)
+        return _passed(state, event, plan)
     if event.verdict is Verdict.FAIL:
         failed = state.failed_checks + 1
         counted = state.model_copy(update={"failed_checks": failed, "inconclusive_streak": 0})
@@ -257,6 +267,30 @@ def _analysis(state: RolloutState, event: AnalysisDone, plan: Plan) -> Decision:
     return _move(counted, event.at, Phase.PAUSED, reason=reason)
 
 
+def _passed(state: RolloutState, event: AnalysisDone, plan: Plan) -> Decision:
+    """Advance one step, unless a gate must be approved first: then hold the weight and keep
+    analysing every interval (a failure while waiting still counts and can roll back)."""
+    gate = plan.gate_before(state.step + 1)
+    if gate is None:
+        return _enter_step(state, event.at, plan, state.step + 1, event.reason)
+    if state.awaiting == gate:
+        return _hold(state.model_copy(update={"inconclusive_streak": 0}), event.at, state.reason)
+    waiting = state.model_copy(update={"awaiting": gate, "inconclusive_streak": 0})
+    return _move(
+        waiting, event.at, Phase.PROGRESSING, reason=f"waiting for {gate}", step_started=event.at
+    )
+
+
+def _approve(state: RolloutState, event: Command, plan: Plan) -> Decision:
+    """An approval of the current step's gate advances; a stale or early one does nothing."""
+    if state.phase is not Phase.PROGRESSING or state.awaiting is None:
+        return Decision(state, ())
+    if event.step is not None and event.step != state.step:
+        return Decision(state, ())
+    cleared = state.model_copy(update={"awaiting": None})
+    return _enter_step(cleared, event.at, plan, state.step + 1, f"{state.awaiting} by {event.by}")
+
+
 def _hold(state: RolloutState, at: datetime, reason: str) -> Decision:
     """Stay at the step and analyse again after another interval."""
     held = state.model_copy(update={"step_started": at, "reason": reason})
@@ -265,6 +299,7 @@ def _hold(state: RolloutState, at: datetime, reason: str) -> Decision:
 
 def _enter_step(state: RolloutState, at: datetime, plan: Plan, step: int, reason: str) -> Decision:
     """Go to step `step`; reaching the weight 100 is promotion, not another analysis step."""
+    state = state.model_copy(update={"awaiting": None})
     weight = plan.weights[step]
     if weight == 100:
         return _move(state, at, Phase.PROMOTING, step=step, weight=100, reason=reason)
@@ -281,7 +316,8 @@ def _enter_step(state: RolloutState, at: datetime, plan: Plan, step: int, reason
 
 
 def _roll_back(state: RolloutState, at: datetime, reason: str) -> Decision:
-    return _move(state, at, Phase.ROLLING_BACK, weight=0, reason=reason)
+    cleared = state.model_copy(update={"awaiting": None})
+    return _move(cleared, at, Phase.ROLLING_BACK, weight=0, reason=reason)
 
 
 def _converged(state: RolloutState, event: Converged) -> Decision:
@@ -294,11 +330,14 @@ def _converged(state: RolloutState, event: Converged) -> Decision:
 
 def _command(state: RolloutState, event: Command, plan: Plan) -> Decision:
     by = f"{event.name} by {event.by}"
+    if event.name == "approve":
+        return _approve(state, event, plan)
     if event.name == "abort":
         aborted = state.model_copy(update={"aborted": True})
         return _roll_back(aborted, event.at, by)
     if event.name == "promote":
-        return _move(state, event.at, Phase.PROMOTING, weight=100, reason=by)
+        promoted = state.model_copy(update={"awaiting": None})
+        return _move(promoted, event.at, Phase.PROMOTING, weight=100, reason=by)
     if event.name == "pause" and state.phase in (Phase.PENDING, Phase.PROGRESSING):
         return _move(state, event.at, Phase.PAUSED, reason=by)
     if event.name == "resume" and state.phase is Phase.PAUSED:

@@ -9,17 +9,18 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 import structlog
 from kubernetes import client
 
 from rollout.driver import Driver, lease_renewal_interval, utcnow
 from rollout.engine import Command, Phase, RolloutState, Start
-from rollout.errors import InfraError
+from rollout.errors import InfraError, InputError
 from rollout.metrics.prometheus import PrometheusReader, QueryError
 from rollout.policy import RolloutPolicy
 from rollout.scheduler import RolloutScheduler
-from rollout.store import AnnotationStore, StoredRun
+from rollout.store import AnnotationStore, Request, StoredRun
 from rollout.subsets import resolve_subject
 from rollout.target import Target
 from rollout.traffic.istio import IstioRouter, KubeIstioStore
@@ -112,9 +113,22 @@ def stored_run(api: client.ApiClient, target: Target) -> StoredRun | None:
     return AnnotationStore(KubeIstioStore(api), target).load()
 
 
-def record_abort(api: client.ApiClient, target: Target, by: str) -> RolloutState | None:
-    """Mark the target's unfinished run aborted; its driving process adopts that."""
-    return AnnotationStore(KubeIstioStore(api), target).record_abort(datetime.now(UTC), by)
+def send_request(
+    api: client.ApiClient, target: Target, name: Literal["abort", "approve"], by: str
+) -> RolloutState | None:
+    """Hand a person's command to the target's unfinished run (None when there is none).
+
+    An approval names the step whose gate it clears, so it can never clear a later one.
+    """
+    store = AnnotationStore(KubeIstioStore(api), target)
+    step = None
+    if name == "approve":
+        stored = store.load()
+        if stored is None or stored.state.terminal or stored.state.awaiting is None:
+            vs = f"{target.namespace}/{target.virtual_service}"
+            raise InputError(f"no rollout on VirtualService {vs} is waiting for approval")
+        step = stored.state.step
+    return store.request(Request(name=name, by=by, at=datetime.now(UTC), step=step))
 
 
 def _check_prometheus(reader: PrometheusReader) -> None:

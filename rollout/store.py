@@ -9,6 +9,12 @@ a second `rollout run` off the same VirtualService:
 - every write carries the resourceVersion it read, so two processes can never both believe
   they hold the lock: the loser gets 409, re-reads, and sees the other holder.
 
+People act on a run from other processes (`rollout abort`, `rollout approve`) by appending
+a *request* to the record. The holder's next save takes the requests out in the same write
+that stores its state (optimistic concurrency makes that atomic), and applies them: a
+request is never lost and never applied twice. When no live process holds the run, `abort`
+applies itself to the stored state directly.
+
 A stored run that ended (Succeeded, RolledBack, Failed) is kept for `rollout status`, and a
 new `rollout run` starts afresh on top of it: a failed release can be retried as it is.
 """
@@ -17,6 +23,7 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -74,8 +81,24 @@ class Holder:
         return False
 
 
+class Request(BaseModel):
+    """A person's command for the run, waiting for the holder to apply it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: Literal["abort", "approve"]
+    by: str
+    at: datetime
+    step: int | None = None
+
+    def command(self) -> Command:
+        """The engine event this request becomes."""
+        return Command(self.at, self.name, by=self.by, step=self.step)
+
+
 class StoredRun(BaseModel):
-    """The annotation's content: the run's subsets, its holder, and the engine state."""
+    """The annotation's content: the run's subsets, its holder, the engine state, and the
+    requests people made that the holder has not applied yet."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -84,6 +107,7 @@ class StoredRun(BaseModel):
     holder: str
     renewed: datetime
     state: RolloutState
+    requests: tuple[Request, ...] = ()
 
     def free(self, now: datetime, lease: timedelta) -> bool:
         """Whether another process may take this run over."""
@@ -124,65 +148,76 @@ class AnnotationStore:
             if stored is not None and held and stored.holder != self._holder:
                 raise LockHeld(self._held_message(stored, now))
             state = _resumable(stored, self._target)
+            # A resumed run keeps the requests made while nobody held it (its first save
+            # applies them); a fresh run drops those of the finished one.
+            kept = stored.requests if stored is not None and state is stored.state else ()
             try:
-                self._write(vs, state, now)
+                self._write(vs, state, now, kept)
             except ConflictError:
                 continue
             return state
         raise ConflictError(f"{self._vs_name()}: could not take the rollout lock (409 each time)")
 
-    def save(self, state: RolloutState, now: datetime) -> RolloutState | None:
-        """Store `state` and renew the lock.
+    def save(self, state: RolloutState, now: datetime) -> list[Command]:
+        """Store `state`, renew the lock, and take out the requests waiting for the holder.
 
-        Returns the stored state instead when a person aborted the run from another process
-        (`rollout abort`): the caller adopts it. Raises LockHeld if another process took the
-        run over.
+        The returned commands are the caller's to apply (they are gone from the store once
+        this returns). Raises LockHeld if another process took the run over.
         """
         for _ in range(MAX_ATTEMPTS):
             vs = self._read()
             stored = _stored(vs, self._target)
-            if stored is not None and stored.state.aborted and not state.aborted:
-                return stored.state
             if stored is not None and stored.holder != self._holder:
                 raise LockHeld(f"{self._vs_name()}: the rollout was taken over by {stored.holder}")
             try:
                 self._write(vs, state, now)
             except ConflictError:
                 continue
-            return None
+            return [request.command() for request in (stored.requests if stored else ())]
         raise ConflictError(f"{self._vs_name()}: could not save the rollout state (409 each time)")
 
-    def record_abort(self, now: datetime, by: str) -> RolloutState | None:
-        """Mark an unfinished stored run aborted (traffic to stable), keeping its holder so
-        the driving process adopts the abort on its next save. None when no run is unfinished.
+    def request(self, request: Request) -> RolloutState | None:
+        """Hand `request` to the run; returns the stored state, None when no run is unfinished.
+
+        An abort with no live holder is applied to the stored state at once (nobody else
+        would); everything else waits for the holder, which may also be a later `rollout
+        run` that resumes the stored state.
         """
         for _ in range(MAX_ATTEMPTS):
             vs = self._read()
             stored = _stored(vs, self._target)
             if stored is None or stored.state.terminal:
                 return None
-            aborted = decide(stored.state, Command(now, "abort", by=by), _NO_PLAN).state
-            aborted = decide(aborted, Converged(now), _NO_PLAN).state
-            record = stored.model_copy(update={"state": aborted})
+            if request.name == "abort" and stored.free(request.at, self._lease):
+                state = decide(stored.state, request.command(), _NO_PLAN).state
+                state = decide(state, Converged(request.at), _NO_PLAN).state
+                record = stored.model_copy(update={"state": state, "requests": ()})
+            else:
+                record = stored.model_copy(update={"requests": (*stored.requests, request)})
             try:
                 self._patch(vs, record)
             except ConflictError:
                 continue
-            return aborted
-        raise ConflictError(f"{self._vs_name()}: could not record the abort (409 each time)")
+            return record.state
+        raise ConflictError(
+            f"{self._vs_name()}: could not record the {request.name} (409 each time)"
+        )
 
     def _read(self) -> Obj:
         return self._objects.get(
             VIRTUAL_SERVICE, self._target.namespace, self._target.virtual_service
         )
 
-    def _write(self, vs: Obj, state: RolloutState, now: datetime) -> None:
+    def _write(
+        self, vs: Obj, state: RolloutState, now: datetime, requests: tuple[Request, ...] = ()
+    ) -> None:
         record = StoredRun(
             stable=self._target.stable,
             canary=self._target.canary,
             holder=self._holder,
             renewed=now,
             state=state,
+            requests=requests,
         )
         self._patch(vs, record)
 

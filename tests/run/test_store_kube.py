@@ -12,7 +12,7 @@ from kubernetes import client
 
 from rollout.engine import Phase, RolloutState, Transition
 from rollout.errors import InputError
-from rollout.store import ANNOTATION, AnnotationStore, Holder, LockHeld
+from rollout.store import ANNOTATION, AnnotationStore, Holder, LockHeld, Request
 from rollout.target import Target
 from rollout.traffic.istio import KubeIstioStore
 
@@ -99,17 +99,41 @@ def test_an_unfinished_run_of_other_subsets_is_not_resumed(api: client.ApiClient
         store(api, Holder.me(), other).acquire(NOW + timedelta(seconds=60))
 
 
-def test_an_abort_from_another_process_supersedes_the_holders_next_save(
-    api: client.ApiClient,
-) -> None:
+def test_a_request_reaches_the_live_holder_exactly_once(api: client.ApiClient) -> None:
     holder = store(api, ELSEWHERE)
     holder.acquire(NOW)
     holder.save(progressing(), NOW)
-    aborted = store(api, Holder.me()).record_abort(NOW, by="alice")
+    request = Request(name="abort", by="alice", at=NOW + timedelta(seconds=1))
+    stored = store(api, Holder.me()).request(request)
+    assert stored == progressing()  # a live holder applies it, not the requester
+    later = NOW + timedelta(seconds=2)
+    assert holder.save(progressing(), later) == [request.command()]
+    assert holder.save(progressing(), later) == []  # taken out by the first save
+
+
+def test_an_abort_with_no_live_holder_is_applied_to_the_stored_state(
+    api: client.ApiClient,
+) -> None:
+    gone = store(api, ELSEWHERE)
+    gone.acquire(NOW)
+    gone.save(progressing(), NOW)
+    request = Request(name="abort", by="alice", at=NOW + timedelta(seconds=60))
+    aborted = store(api, Holder.me()).request(request)
     assert aborted is not None
     assert (aborted.phase, aborted.aborted, aborted.weight) == (Phase.ROLLED_BACK, True, 0)
-    superseding = holder.save(progressing(step=3, weight=80), NOW + timedelta(seconds=1))
-    assert superseding == aborted
+
+
+def test_a_resumed_run_keeps_the_requests_made_while_nobody_held_it(
+    api: client.ApiClient,
+) -> None:
+    gone = store(api, ELSEWHERE)
+    gone.acquire(NOW)
+    gone.save(progressing(), NOW)
+    approval = Request(name="approve", by="bob", at=NOW + timedelta(seconds=30), step=2)
+    store(api, ELSEWHERE).request(approval)
+    successor = store(api, Holder.me())
+    successor.acquire(NOW + timedelta(seconds=60))
+    assert successor.save(progressing(), NOW + timedelta(seconds=61)) == [approval.command()]
 
 
 def test_two_runs_racing_for_the_lock_never_both_get_it(api: client.ApiClient) -> None:

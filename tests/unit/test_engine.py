@@ -211,7 +211,7 @@ _events = st.one_of(
     st.builds(
         lambda s, c: Command(at(s), c),
         st.integers(0, 10_000),
-        st.sampled_from(["pause", "resume", "abort", "promote"]),
+        st.sampled_from(["pause", "resume", "abort", "promote", "approve"]),
     ),
 )
 
@@ -221,11 +221,12 @@ _events = st.one_of(
     events=st.lists(_events, max_size=40),
     failure_limit=st.integers(1, 3),
     action=st.sampled_from(["pause", "rollback"]),
+    gates=st.tuples(st.booleans(), st.booleans()),
 )
 def test_weights_stay_in_range_and_steps_never_skip_or_go_back(
-    events: list[Event], failure_limit: int, action: str
+    events: list[Event], failure_limit: int, action: str, gates: tuple[bool, bool]
 ) -> None:
-    p = plan(failure_limit=failure_limit, inconclusive_action=action)
+    p = Plan((10, 20, 50, 100), INTERVAL, failure_limit, 2, action, *gates)
     state = decide(RolloutState(), Start(at(0)), p).state
     for event in events:
         before = state
@@ -239,5 +240,71 @@ def test_weights_stay_in_range_and_steps_never_skip_or_go_back(
         if before.terminal:
             assert state == before
         if state.step > before.step and state.phase is Phase.PROGRESSING:
-            assert isinstance(event, AnalysisDone)
-            assert event.verdict is Verdict.PASS
+            passed = isinstance(event, AnalysisDone) and event.verdict is Verdict.PASS
+            approved = isinstance(event, Command) and event.name == "approve"
+            assert approved if p.gate_before(state.step) else passed
+            assert before.awaiting is None if passed else before.awaiting is not None
+
+
+# ---- Gates ----------------------------------------------------------------------------------
+
+
+def gated(confirm_step: bool = False, confirm_promotion: bool = False) -> Plan:
+    return Plan((10, 20, 100), INTERVAL, 2, 2, "pause", confirm_step, confirm_promotion)
+
+
+def test_a_gate_holds_the_weight_after_a_pass_and_keeps_analysing() -> None:
+    p = gated(confirm_step=True)
+    d = run([Start(at(0)), AnalysisDone(at(10), Verdict.PASS, "ok")], p)
+    assert (d.state.phase, d.state.step, d.state.awaiting) == (
+        Phase.PROGRESSING,
+        0,
+        "confirm-step",
+    )
+    assert weights_set(d) == [10]
+    assert Analyze() in decide(d.state, Tick(at(20)), p).actions  # still analysed
+    again = decide(d.state, AnalysisDone(at(20), Verdict.PASS, "ok"), p).state
+    assert (again.step, again.awaiting) == (0, "confirm-step")
+
+
+def test_an_approval_advances_exactly_one_step() -> None:
+    p = gated(confirm_step=True)
+    waiting = run([Start(at(0)), AnalysisDone(at(10), Verdict.PASS, "ok")], p).state
+    approved = decide(waiting, Command(at(12), "approve", by="bob", step=0), p)
+    assert (approved.state.step, approved.state.weight, approved.state.awaiting) == (1, 20, None)
+    assert approved.state.reason == "confirm-step by bob"
+
+
+def test_an_approval_for_another_step_or_with_nothing_waiting_does_nothing() -> None:
+    p = gated(confirm_step=True)
+    waiting = run([Start(at(0)), AnalysisDone(at(10), Verdict.PASS, "ok")], p).state
+    assert decide(waiting, Command(at(12), "approve", step=1), p).state == waiting
+    progressing = run([Start(at(0))], p).state
+    assert decide(progressing, Command(at(1), "approve", step=0), p).state == progressing
+
+
+def test_a_failure_while_waiting_still_rolls_back() -> None:
+    p = gated(confirm_promotion=True)
+    d = run(
+        [
+            Start(at(0)),
+            AnalysisDone(at(10), Verdict.PASS, "ok"),
+            AnalysisDone(at(20), Verdict.PASS, "ok"),
+        ],
+        p,
+    )
+    assert (d.state.step, d.state.awaiting) == (1, "confirm-promotion")
+    for t in (30, 40):
+        d = decide(d.state, AnalysisDone(at(t), Verdict.FAIL, "errors"), p)
+    assert d.state.phase is Phase.ROLLING_BACK
+    assert d.state.awaiting is None
+
+
+def test_confirm_promotion_gates_only_the_last_step() -> None:
+    p = gated(confirm_promotion=True)
+    d = run([Start(at(0)), AnalysisDone(at(10), Verdict.PASS, "ok")], p)
+    assert (d.state.step, d.state.awaiting) == (1, None)
+    d = decide(d.state, AnalysisDone(at(20), Verdict.PASS, "ok"), p)
+    assert (d.state.phase, d.state.awaiting) == (Phase.PROGRESSING, "confirm-promotion")
+    d = decide(d.state, Command(at(25), "approve", step=1), p)
+    assert d.state.phase is Phase.PROMOTING
