@@ -14,6 +14,7 @@ while a slow step analysis is in flight.
 """
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -81,6 +82,7 @@ class CheckRecord:
     step: int
     weight: int
     report: AnalysisReport
+    seconds: float = 0.0  # how long the analysis took (the controller's duration metric)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "step": self.step, "weight": self.weight} | (
@@ -248,11 +250,13 @@ class Driver:
         if due is not None:
             lag = (now - due).total_seconds()
             self._log.info("step.analysis_started", step=state.step, weight=state.weight, lag=lag)
+        started = time.monotonic()
         try:
             report = analyze(self.policy, self.subject, self._reader, now)
         except RolloutError as exc:
             return ActionFailed(self._clock(), str(exc))
-        self.record.checks.append(CheckRecord("step", state.step, state.weight, report))
+        seconds = time.monotonic() - started
+        self.record.checks.append(CheckRecord("step", state.step, state.weight, report, seconds))
         return AnalysisDone(report.at, report.check.verdict, report.check.reason)
 
 
