@@ -250,11 +250,23 @@ def analyze(
 
 @main.group()
 def sandbox() -> None:
-    """The local sandbox: a Kubernetes API stand-in (and, later, apps, mesh, Prometheus)."""
+    """The local sandbox: Kubernetes API stand-in, Cello apps v1/v2, mesh, Prometheus, load."""
 
 
 @sandbox.command("up")
 @click.option("--dir", "directory", default=".sandbox", show_default=True, type=click.Path())
+@click.option(
+    "--v2-error-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+    help="Share of v2's API requests answered 503.",
+)  # fmt: skip
+@click.option(
+    "--v2-latency-ms", default=0.0, show_default=True, type=click.FloatRange(0),
+    help="Milliseconds added to each of v2's API requests.",
+)  # fmt: skip
+@click.option(
+    "--rps", default=40.0, show_default=True, type=click.FloatRange(0, min_open=True),
+    help="Requests per second the load sends through the mesh.",
+)  # fmt: skip
 @click.option(
     "--components", default=None,
     help=f"Comma-separated, of: {', '.join(sandbox_runner.COMPONENTS)} (default: all).",
@@ -265,24 +277,31 @@ def sandbox() -> None:
     "--namespace",
     "namespaces",
     multiple=True,
-    help="Namespace to create (repeatable; default: default). The first is the kubeconfig's "
-    "and where preloaded objects without one go.",
+    help="Namespace to create (repeatable; default: demo and default). The first is the "
+    "kubeconfig's and where preloaded objects without one go.",
 )
 @click.option(
     "-f", "--filename", "files", multiple=True, type=click.Path(),
-    help="YAML file of objects to create at start (repeatable).",
+    help="YAML file of objects to create at start (repeatable; default: the cello-app "
+    "VirtualService and DestinationRule in namespace demo).",
 )  # fmt: skip
 @handle_errors
 def sandbox_up(
-    directory: str, components: str | None, port: int, namespaces: tuple[str, ...],
-    files: tuple[str, ...],
+    directory: str, v2_error_rate: float, v2_latency_ms: float, rps: float,
+    components: str | None, port: int, namespaces: tuple[str, ...], files: tuple[str, ...],
 ) -> None:  # fmt: skip
-    """Start the sandbox in the background; returns once it serves. Writes D/kubeconfig, D/env."""
-    config = sandbox_runner.SandboxConfig(
-        directory=Path(directory),
+    """Start the sandbox in the background; returns once Prometheus has scraped everything.
+
+    Writes D/kubeconfig and D/env (KUBECONFIG, PROMETHEUS_URL, MESH_URL; shell-sourceable).
+    """
+    config = sandbox_runner.config_for(
+        Path(directory),
+        namespaces,
+        [Path(f) for f in files],
         kube_port=port,
-        namespaces=namespaces or ("default",),
-        files=tuple(Path(f) for f in files),
+        v2_error_rate=v2_error_rate,
+        v2_latency_ms=v2_latency_ms,
+        rps=rps,
     )
     for line in sandbox_runner.up(config, sandbox_runner.parse_components(components)):
         click.echo(line)

@@ -6,7 +6,9 @@ does not slow the stream down. When every worker is busy a tick is counted as `d
 rather than queued, so a stalled backend cannot make the stream burst afterwards.
 """
 
+import argparse
 import collections
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -16,6 +18,8 @@ from typing import Self
 
 import requests
 import structlog
+
+from rollout import log as logging_setup
 
 log = structlog.get_logger(__name__)
 
@@ -100,3 +104,23 @@ class LoadGenerator:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Send the stream until `--duration` passes or SIGTERM (the `sandbox up` child process):
+    bounded, so a forgotten sandbox does not load the machine for ever."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--rps", type=float, required=True)
+    parser.add_argument("--duration", type=float, required=True, help="seconds")
+    args = parser.parse_args(argv)
+    logging_setup.configure(json=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    load = LoadGenerator(args.url, args.rps)
+    stop.wait(args.duration)
+    load.stop()
+
+
+if __name__ == "__main__":
+    main()

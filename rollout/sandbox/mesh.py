@@ -8,14 +8,22 @@ version for each request by weight (as a VirtualService would), forwards it to t
 version's app, and records the code the app answered and the time it took, labelled exactly
 as Istio labels them. Metrics are served on their own port, as Envoy serves them apart from
 the traffic port, so a proxied app's own `/metrics` stays reachable through the router.
+
+Run as a process (`python -m rollout.sandbox.mesh`, what `rollout sandbox up` does), it
+follows the live VirtualService: a weight written to the cluster routes requests within
+FOLLOW_INTERVAL_S, as Istio's proxies pick up a new route.
 """
 
+import argparse
 import http.client
+import signal
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Self, cast
 from urllib.parse import urlsplit
@@ -25,9 +33,20 @@ from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from rollout.errors import InputError
+from rollout import kube
+from rollout import log as logging_setup
+from rollout.errors import InputError, RolloutError
 from rollout.sandbox.process import free_port
 from rollout.sandbox.prometheus import ScrapeTarget
+from rollout.subsets import read_subject
+from rollout.target import Target
+from rollout.traffic.istio import (
+    VIRTUAL_SERVICE,
+    IstioStore,
+    KubeIstioStore,
+    find_route,
+    read_split,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -309,3 +328,95 @@ class MeshRouter:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+# ---- As a process (`rollout sandbox up`): following the live VirtualService ----------------
+
+# How often the mesh re-reads the VirtualService: a written weight takes effect within this.
+FOLLOW_INTERVAL_S = 0.2
+
+
+def _upstream(text: str) -> tuple[str, str]:
+    """`v1=http://127.0.0.1:8001` -> (subset, url)."""
+    subset, sep, url = text.partition("=")
+    if not sep or not subset or not url.startswith("http://"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not SUBSET=http://HOST:PORT")
+    return subset, url
+
+
+class VirtualServiceFollower:
+    """Reads the managed route's split and hands it to the router whenever it changes.
+
+    Polling, not a watch: one GET every FOLLOW_INTERVAL_S bounds the lag without a watch's
+    reconnects and resourceVersion bookkeeping, and costs the local stand-in nothing.
+    """
+
+    def __init__(self, store: IstioStore, target: Target, versions: Mapping[str, str]):
+        self._store = store
+        self._target = target
+        self._versions = versions  # subset -> its version label value
+
+    def weights(self) -> dict[str, int]:
+        """The live weights, keyed by version (as the router and Istio's labels are)."""
+        target = self._target
+        vs = self._store.get(VIRTUAL_SERVICE, target.namespace, target.virtual_service)
+        split = read_split(vs, find_route(vs, target), target)
+        return {
+            self._versions[target.stable]: split.stable,
+            self._versions[target.canary]: split.canary,
+        }
+
+    def follow(self, router: MeshRouter, stop: threading.Event) -> None:
+        """Until `stop`: apply each change of the weights; an unreadable VS keeps the last."""
+        current = router.splitter.weights
+        while not stop.wait(FOLLOW_INTERVAL_S):
+            try:
+                weights = self.weights()
+            except RolloutError as exc:
+                log.warning("mesh.follow_failed", error=str(exc))
+                continue
+            if weights != current:
+                router.set_weights(weights)
+                current = weights
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the mesh for one VirtualService until SIGTERM (the `sandbox up` child process).
+
+    Writes `--port-file` ("PROXY_PORT METRICS_PORT") once serving at the VS's current split.
+    """
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--virtual-service", required=True)
+    parser.add_argument("--stable", required=True)
+    parser.add_argument("--canary", required=True)
+    parser.add_argument("--upstream", type=_upstream, action="append", required=True)
+    parser.add_argument("--port-file", type=Path, required=True)
+    args = parser.parse_args(argv)
+    logging_setup.configure(json=True)
+    target = Target(
+        namespace=args.namespace,
+        virtual_service=args.virtual_service,
+        stable=args.stable,
+        canary=args.canary,
+    )
+    store = KubeIstioStore(kube.api_client(args.kubeconfig))
+    try:
+        subject = read_subject(store, target)
+        versions = {target.stable: subject.stable_version, target.canary: subject.canary_version}
+        follower = VirtualServiceFollower(store, target, versions)
+        destinations = [Destination(versions[s], url) for s, url in args.upstream]
+        router = MeshRouter(subject.namespace, subject.service, destinations, follower.weights())
+    except RolloutError as exc:
+        log.error("mesh.start_failed", error=str(exc))
+        sys.exit(int(exc.exit_code))
+    args.port_file.write_text(f"{router.port} {router.metrics_port}\n")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    follower.follow(router, stop)
+    router.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -90,6 +90,20 @@ def prepare(directory: Path, targets: Sequence[ScrapeTarget], port: int) -> list
     ]
 
 
+def wait_targets_up(url: str, timeout_s: float = 30.0) -> None:
+    """Block until every target of the Prometheus at `url` has been scraped successfully at
+    least once (also for a server another process started)."""
+    deadline = time.monotonic() + timeout_s
+    health: list[str] = []
+    while time.monotonic() < deadline:
+        reply = requests.get(f"{url}/api/v1/targets", timeout=5).json()
+        health = [t["health"] for t in reply["data"]["activeTargets"]]
+        if health and all(h == "up" for h in health):
+            return
+        time.sleep(0.2)
+    raise InfraError(f"prometheus targets not all up after {timeout_s:.0f}s: {health}")
+
+
 class PrometheusServer:
     """A running Prometheus on 127.0.0.1:`port` with its own storage; stop() removes both.
 
@@ -113,15 +127,7 @@ class PrometheusServer:
 
     def wait_targets_up(self, timeout_s: float = 30.0) -> None:
         """Block until every configured target has been scraped successfully at least once."""
-        deadline = time.monotonic() + timeout_s
-        health: list[str] = []
-        while time.monotonic() < deadline:
-            reply = requests.get(f"{self.url}/api/v1/targets", timeout=5).json()
-            health = [t["health"] for t in reply["data"]["activeTargets"]]
-            if health and all(h == "up" for h in health):
-                return
-            time.sleep(0.2)
-        raise InfraError(f"prometheus targets not all up after {timeout_s:.0f}s: {health}")
+        wait_targets_up(self.url, timeout_s)
 
     def stop(self) -> None:
         """Stop the server and delete its storage (if this object created the directory)."""

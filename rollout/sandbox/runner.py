@@ -7,11 +7,24 @@ recorded in `D/<name>.pid`. `down` reads every pid file in D, whatever `up` star
 so later components need nothing of their own to be stopped; a pid file whose process is
 gone (or is not ours any more) is only removed.
 
-Components are a registry: each one starts from the shared `SandboxConfig` and returns the
-lines to print. More (Prometheus, apps, mesh router, load) are added as entries.
+Components are a registry, started in its order: each starts from the shared
+`SandboxConfig`, records where it serves in `D/endpoints.json` (for the components after
+it, `rollout demo` and the tests) and returns the lines to print:
+- kube: the Kubernetes API stand-in, preloaded with namespace `demo` and the cello-app
+  VirtualService and DestinationRule (all traffic on v1);
+- apps: the example Cello app as v1 and v2 (v2 with the error rate and latency asked for);
+- mesh: the router splitting requests by the live VirtualService weights;
+- prometheus: Debian's Prometheus scraping the apps and the mesh every second;
+- load: a steady request stream through the mesh, ending by itself after `load_duration_s`.
+
+Every process is started with `ROLLOUT_SANDBOX_DIR=<D>` in its environment: that is how
+`down` knows a pid is still the one it started (Prometheus and the apps are not Python
+modules of ours, so their command line cannot tell).
 """
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,17 +32,26 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from rollout.errors import ExitCode, InfraError, InputError
+from rollout.sandbox import prometheus
+from rollout.sandbox.apps import AppVersion, app_command
 from rollout.sandbox.kubeapi import kubeconfig
+from rollout.sandbox.process import free_port, http_ok
 from rollout.target import check_dns1123_label
 
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
-# A process we started runs `python -m rollout.sandbox...`: a recycled pid will not.
-_OUR_COMMAND = b"rollout.sandbox"
+MARKER = "ROLLOUT_SANDBOX_DIR"
+# The preloaded objects: the Cello guide's VirtualService and DestinationRule for cello-app.
+PRELOAD = Path(__file__).resolve().parents[1] / "data" / "sandbox-cello-app.yaml"
+NAMESPACE = "demo"
+VIRTUAL_SERVICE = "cello-app"
+STABLE, CANARY = "v1", "v2"
+ENDPOINTS = "endpoints.json"
 
 
 @dataclass(frozen=True)
@@ -38,20 +60,41 @@ class SandboxConfig:
 
     directory: Path
     kube_port: int = 0  # 0: any free port
-    namespaces: Sequence[str] = ("default",)
-    files: Sequence[Path] = field(default_factory=tuple)
+    namespaces: Sequence[str] = (NAMESPACE, "default")
+    files: Sequence[Path] = (PRELOAD,)
+    v2_error_rate: float = 0.0
+    v2_latency_ms: float = 0.0
+    rps: float = 40.0
+    load_duration_s: float = 3600.0
+
+
+def config_for(
+    directory: Path, namespaces: Sequence[str] = (), files: Sequence[Path] = (), **settings: Any
+) -> SandboxConfig:
+    """The config for `sandbox up`'s flags: without -f the cello-app objects are preloaded,
+    and their namespace `demo` is then always created; without -n, `demo` and `default`."""
+    files = tuple(files) or (PRELOAD,)
+    namespaces = tuple(namespaces) or (NAMESPACE, "default")
+    if PRELOAD in files and NAMESPACE not in namespaces:
+        namespaces = (*namespaces, NAMESPACE)
+    return SandboxConfig(directory, namespaces=namespaces, files=files, **settings)
 
 
 @dataclass(frozen=True)
 class Component:
     name: str
     start: Callable[[SandboxConfig], list[str]]
+    needs: tuple[str, ...] = field(default_factory=tuple)
 
 
 def start_detached(
-    config: SandboxConfig, name: str, argv: Sequence[str]
+    config: SandboxConfig,
+    name: str,
+    argv: Sequence[str],
+    env: dict[str, str] | None = None,
 ) -> "subprocess.Popen[bytes]":
     """Start `argv` in its own session, output to D/<name>.log, pid in D/<name>.pid."""
+    marked = {**(os.environ if env is None else env), MARKER: _marker(config.directory)}
     with (config.directory / f"{name}.log").open("ab") as log_file:
         proc = subprocess.Popen(
             list(argv),
@@ -59,6 +102,7 @@ def start_detached(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=marked,
         )
     (config.directory / f"{name}.pid").write_text(f"{proc.pid}\n")
     return proc
@@ -103,7 +147,8 @@ def start_kube(config: SandboxConfig) -> list[str]:
     url = f"http://127.0.0.1:{port_file.read_text().strip()}"
     (directory / "kubeconfig").write_text(kubeconfig(url, config.namespaces[0]))
     kubeconfig_path = (directory / "kubeconfig").resolve()
-    (directory / "env").write_text(f"KUBECONFIG={kubeconfig_path}\n")
+    record(directory, "kube", url)
+    export(directory, "KUBECONFIG", str(kubeconfig_path))
     return [
         f"kube: Kubernetes API stand-in at {url} (pid {proc.pid}, log {directory / 'kube.log'})",
         f"kube: namespaces {', '.join(config.namespaces)}; KUBECONFIG={kubeconfig_path}",
@@ -119,7 +164,130 @@ def _answers(port_file: Path) -> bool:
         return False
 
 
-COMPONENTS: dict[str, Component] = {"kube": Component("kube", start_kube)}
+def start_apps(config: SandboxConfig) -> list[str]:
+    """The example Cello app as v1 (healthy) and v2 (the faults asked for)."""
+    versions = (
+        AppVersion(STABLE),
+        AppVersion(CANARY, error_rate=config.v2_error_rate, delay_ms=config.v2_latency_ms),
+    )
+    lines = []
+    for spec in versions:
+        name = f"app-{spec.version}"
+        port = free_port()
+        argv, env = app_command(spec, port)
+        proc = start_detached(config, name, argv, env)
+        url = f"http://127.0.0.1:{port}"
+        wait_for(name, proc, http_ok(f"{url}/healthz"), config.directory / f"{name}.log")
+        record(config.directory, name, url)
+        faults = f"error rate {spec.error_rate:g}, +{spec.delay_ms:g} ms"
+        lines.append(f"apps: cello-app {spec.version} at {url} ({faults}; pid {proc.pid})")
+    return lines
+
+
+def start_mesh(config: SandboxConfig) -> list[str]:
+    """The mesh router following the live VirtualService demo/cello-app."""
+    directory = config.directory
+    port_file = directory / "mesh.port"
+    port_file.unlink(missing_ok=True)
+    seen = endpoints(directory)
+    argv = [
+        sys.executable,
+        "-m",
+        "rollout.sandbox.mesh",
+        "--kubeconfig",
+        str(directory / "kubeconfig"),
+    ]
+    argv += ["--namespace", NAMESPACE, "--virtual-service", VIRTUAL_SERVICE]
+    argv += ["--stable", STABLE, "--canary", CANARY, "--port-file", str(port_file)]
+    argv += [arg for v in (STABLE, CANARY) for arg in ("--upstream", f"{v}={seen[f'app-{v}']}")]
+    proc = start_detached(config, "mesh", argv)
+    wait_for("mesh", proc, port_file.exists, directory / "mesh.log")
+    proxy_port, metrics_port = port_file.read_text().split()
+    url = f"http://127.0.0.1:{proxy_port}"
+    record(directory, "mesh", url)
+    record(directory, "mesh-metrics", f"http://127.0.0.1:{metrics_port}")
+    export(directory, "MESH_URL", url)
+    return [
+        f"mesh: router at {url} following VirtualService {NAMESPACE}/{VIRTUAL_SERVICE}, "
+        f"Istio metrics on port {metrics_port} (pid {proc.pid})"
+    ]
+
+
+def start_prometheus(config: SandboxConfig) -> list[str]:
+    """Prometheus scraping every app and the mesh every second; returns once each target
+    has been scraped (so an analysis right after `up` finds series)."""
+    directory = config.directory / "prometheus"
+    directory.mkdir(exist_ok=True)
+    seen = endpoints(config.directory)
+    targets = [
+        prometheus.ScrapeTarget(
+            "cello-app",
+            _address(url),
+            {"namespace": NAMESPACE, "app": VIRTUAL_SERVICE, "version": name.removeprefix("app-")},
+        )
+        for name, url in seen.items()
+        if name.startswith("app-")
+    ]
+    if "mesh-metrics" in seen:
+        targets.append(prometheus.ScrapeTarget("istio-mesh", _address(seen["mesh-metrics"])))
+    port = free_port()
+    proc = start_detached(config, "prometheus", prometheus.prepare(directory, targets, port))
+    url = f"http://127.0.0.1:{port}"
+    log = config.directory / "prometheus.log"
+    wait_for("prometheus", proc, http_ok(f"{url}/-/ready"), log)
+    if targets:
+        prometheus.wait_targets_up(url, READY_TIMEOUT_S)
+    record(config.directory, "prometheus", url)
+    export(config.directory, "PROMETHEUS_URL", url)
+    return [
+        f"prometheus: {url} scraping {len(targets)} targets every "
+        f"{prometheus.SCRAPE_INTERVAL} (pid {proc.pid})"
+    ]
+
+
+def start_load(config: SandboxConfig) -> list[str]:
+    """A steady stream through the mesh, bounded in time."""
+    url = endpoints(config.directory)["mesh"]
+    argv = [sys.executable, "-m", "rollout.sandbox.load", "--url", url]
+    argv += ["--rps", str(config.rps), "--duration", str(config.load_duration_s)]
+    proc = start_detached(config, "load", argv)
+    return [
+        f"load: {config.rps:g} requests/s through the mesh for at most "
+        f"{config.load_duration_s:g}s (pid {proc.pid})"
+    ]
+
+
+def _address(url: str) -> str:
+    return url.removeprefix("http://")
+
+
+def record(directory: Path, name: str, url: str) -> None:
+    """Remember where component `name` serves (D/endpoints.json)."""
+    (directory / ENDPOINTS).write_text(json.dumps(endpoints(directory) | {name: url}))
+
+
+def endpoints(directory: Path) -> dict[str, str]:
+    """Where each running component serves: kube, app-v1, app-v2, mesh, prometheus..."""
+    try:
+        found: dict[str, str] = json.loads((directory / ENDPOINTS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return found
+
+
+def export(directory: Path, name: str, value: str) -> None:
+    """Add `name=value` to D/env, the shell-sourceable settings of the sandbox."""
+    with (directory / "env").open("a") as env:
+        env.write(f"{name}={value}\n")
+
+
+COMPONENTS: dict[str, Component] = {
+    "kube": Component("kube", start_kube),
+    "apps": Component("apps", start_apps),
+    "mesh": Component("mesh", start_mesh, needs=("kube", "apps")),
+    "prometheus": Component("prometheus", start_prometheus),
+    "load": Component("load", start_load, needs=("mesh",)),
+}
 
 
 def parse_components(text: str | None) -> list[Component]:
@@ -131,6 +299,10 @@ def parse_components(text: str | None) -> list[Component]:
     if unknown:
         known = ", ".join(COMPONENTS)
         raise InputError(f"--components: unknown {', '.join(unknown)} (known: {known})")
+    for name in names:
+        missing = [need for need in COMPONENTS[name].needs if need not in names]
+        if missing:
+            raise InputError(f"--components: {name} needs {', '.join(missing)}")
     return [component for name, component in COMPONENTS.items() if name in names]
 
 
@@ -144,6 +316,8 @@ def up(config: SandboxConfig, components: Sequence[Component]) -> list[str]:
     config.directory.mkdir(parents=True, exist_ok=True)
     if running(config.directory):
         raise InputError(f"a sandbox already runs in {config.directory}; `sandbox down` first")
+    for stale in ("env", ENDPOINTS):
+        (config.directory / stale).unlink(missing_ok=True)
     lines: list[str] = []
     try:
         for component in components:
@@ -170,6 +344,8 @@ def down(directory: Path) -> list[str]:
             stop(pid)
             stopped.append(f"{pid_file.stem}: stopped (pid {pid})")
         pid_file.unlink(missing_ok=True)
+    shutil.rmtree(directory / "prometheus", ignore_errors=True)
+    (directory / ENDPOINTS).unlink(missing_ok=True)
     return stopped
 
 
@@ -181,10 +357,15 @@ def _our_pid(pid_file: Path) -> int | None:
     """The pid in `pid_file` if that process is alive and still one of ours."""
     try:
         pid = int(pid_file.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except (OSError, ValueError):
         return None
-    return pid if alive(pid) and _OUR_COMMAND in cmdline else None
+    mark = f"{MARKER}={_marker(pid_file.parent)}".encode()
+    return pid if alive(pid) and mark in environ else None
+
+
+def _marker(directory: Path) -> str:
+    return str(directory.resolve())
 
 
 def alive(pid: int) -> bool:

@@ -63,7 +63,10 @@ def test_down_is_harmless_when_nothing_runs(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (("--components", "kube,nope"), "error: --components: unknown nope (known: kube)\n"),
+        (
+            ("--components", "kube,nope"),
+            "error: --components: unknown nope (known: kube, apps, mesh, prometheus, load)\n",
+        ),
         (("-n", "Demo"), "error: --namespace: 'Demo' is not a valid DNS-1123 label\n"),
     ],
 )
