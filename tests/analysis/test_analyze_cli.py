@@ -38,7 +38,7 @@ def test_faulty_canary_fails_on_its_measured_error_rate(analyze: AnalyzeCli, pro
     assert abs(errors["canary"] - ERROR_RATE) <= 0.2 * ERROR_RATE, errors
     assert errors["stable"] == 0.0
     assert errors["canary_requests"] >= 50
-    # Only the error rate is at fault: the latency limit (1 s) holds for a 300 ms canary.
+    # Only the error rate is at fault: the latency limit (5 s) holds for a 1.1 s canary.
     assert run.metric(f"{provider}-latency-p99")["verdict"] == "pass"
 
 
