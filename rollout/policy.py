@@ -97,6 +97,8 @@ class Model(BaseModel):
         populate_by_name=True,
         strict=True,
         frozen=True,
+        # A rejected value may be a secret pasted where a reference belongs: never echo it.
+        hide_input_in_errors=True,
     )
 
 
@@ -247,6 +249,117 @@ class Inconclusive(Model):
     )
 
 
+NotificationKind = Literal[
+    "started",
+    "stepAdvanced",
+    "checkFailed",
+    "inconclusive",
+    "paused",
+    "waitingForApproval",
+    "promoted",
+    "rolledBack",
+    "failed",
+]
+
+
+def _no_plain_secret(value: object) -> object:
+    """A URL or key written into the policy would end up in Git, CRDs and `kubectl get`."""
+    if isinstance(value, str):
+        raise ValueError(
+            "never write a URL or key here: give {env: VARIABLE} or "
+            "{secretKeyRef: {name: SECRET, key: KEY}}"
+        )
+    return value
+
+
+class SecretKeyRef(Model):
+    """One key of a Kubernetes Secret in the rollout's namespace."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)]
+    key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)]
+
+
+class SecretSource(Model):
+    """Where a webhook URL or signing key is read from at start: never the policy itself."""
+
+    env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = Field(
+        default=None, description="Name of an environment variable holding the value."
+    )
+    secret_key_ref: SecretKeyRef | None = Field(
+        default=None, description="A key of a Secret in the rollout's namespace."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.env is None) == (self.secret_key_ref is None):
+            raise ValueError("give exactly one of env, secretKeyRef")
+        return self
+
+
+SecretField = Annotated[SecretSource, BeforeValidator(_no_plain_secret)]
+
+
+class NotifyRetry(Model):
+    """How a failed delivery is retried: exponential backoff with jitter, capped."""
+
+    attempts: Annotated[int, Field(ge=1, le=10)] = Field(
+        default=4, description="Attempts in all, the first included."
+    )
+    backoff: Duration = Field(
+        default=timedelta(seconds=1), description="Wait before the first retry; doubles."
+    )
+    max_backoff: Duration = Field(
+        default=timedelta(seconds=30), description="Ceiling on the wait between attempts."
+    )
+
+
+class NotificationSink(Model):
+    """One receiver of notifications and the events it is sent."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+    type: Literal["slack", "webhook", "kubernetesEvents"] = Field(
+        description="slack: incoming webhook; webhook: CloudEvents JSON, HMAC-signed; "
+        "kubernetesEvents: Events on the CanaryRollout (or the VirtualService)."
+    )
+    url: SecretField | None = Field(default=None, description="slack, webhook: where to POST.")
+    signing_key: SecretField | None = Field(
+        default=None, description="webhook: HMAC-SHA256 key of the X-Rollout-Signature header."
+    )
+    events: list[NotificationKind] | None = Field(
+        default=None, description="The events sent to this sink (default: all)."
+    )
+    timeout: Duration = Field(default=timedelta(seconds=5), description="Per attempt.")
+    retry: NotifyRetry = Field(default_factory=NotifyRetry)
+
+    @model_validator(mode="after")
+    def _what_the_type_needs(self) -> Self:
+        needs_url = self.type != "kubernetesEvents"
+        if needs_url and self.url is None:
+            raise LocatedError(("url",), f"a {self.type} sink needs a url")
+        if not needs_url and self.url is not None:
+            raise LocatedError(("url",), "a kubernetesEvents sink takes no url")
+        if (self.type == "webhook") != (self.signing_key is not None):
+            raise LocatedError(("signingKey",), "a webhook sink, and only one, needs signingKey")
+        return self
+
+
+class Notifications(Model):
+    """Who is told what: the `notifications` of a policy, or a per-rollout file (`--notify`)
+    whose sinks are added to the policy's (a sink of the same name replaces the policy's)."""
+
+    sinks: list[NotificationSink] = Field(default_factory=list)
+
+    @field_validator("sinks")
+    @classmethod
+    def _unique_names(cls, sinks: list[NotificationSink]) -> list[NotificationSink]:
+        seen: set[str] = set()
+        for i, sink in enumerate(sinks):
+            if sink.name in seen:
+                raise LocatedError((i, "name"), f"duplicate sink {sink.name!r}")
+            seen.add(sink.name)
+        return sinks
+
+
 class PolicySpec(Model):
     """The rollout policy proper. See policies/default.yaml for every field annotated."""
 
@@ -277,6 +390,9 @@ class PolicySpec(Model):
     guard: Guard | None = Field(default=None, description="Severe-breach limits between steps.")
     metrics: Annotated[list[MetricSpec], Field(min_length=1)] = Field(
         description="What is measured at each step, for canary and stable."
+    )
+    notifications: Notifications | None = Field(
+        default=None, description="Slack, webhooks and Kubernetes Events told of each change."
     )
 
     @field_validator("steps")
