@@ -25,6 +25,7 @@ from rollout.errors import ExitCode, InputError, RolloutError
 from rollout.metrics.labels import format_duration
 from rollout.metrics.prometheus import PrometheusReader
 from rollout.metrics.providers import SAMPLE_TARGET, sample_queries
+from rollout.notify import config as notify_config
 from rollout.policy import Document, RolloutPolicy, load_policy, parse_document, read_document
 from rollout.sandbox import runner as sandbox_runner
 from rollout.subsets import resolve_subject
@@ -342,6 +343,10 @@ def _analysis_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--report", "report_path", default=None, help="Write the record to FILE.md/.json.")
 @click.option("--skip-analysis", is_flag=True, help="Emergency path: shift to 100 % now.")
+@click.option(
+    "--notify", "notify_path", default=None,
+    help="Notifications file for this rollout (sinks added to the policy's).",
+)  # fmt: skip
 @handle_errors
 def run(
     policy_path: str,
@@ -352,6 +357,7 @@ def run(
     output: str,
     report_path: str | None,
     skip_analysis: bool,
+    notify_path: str | None,
     kubeconfig: str | None,
     context: str | None,
     **flags: Any,
@@ -361,8 +367,9 @@ def run(
     policy = load_policy(policy_path)
     if report_path is not None:
         report.check_path(report_path)
+    notifications = notify_config.load_file(notify_path) if notify_path else None
     options = standalone.RunOptions(
-        prometheus_url, skip_analysis, stable_version, canary_version, service
+        prometheus_url, skip_analysis, stable_version, canary_version, service, notifications
     )
     driver = standalone.prepare(
         policy, build_target(**flags), kube.api_client(kubeconfig, context), options

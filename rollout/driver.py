@@ -37,6 +37,7 @@ from rollout.engine import (
     RolloutState,
     SetWeight,
     Tick,
+    Transition,
     decide,
 )
 from rollout.errors import ExitCode, RolloutError
@@ -90,6 +91,17 @@ class CheckRecord:
         )
 
 
+class Notifier(Protocol):
+    """Tells people about transitions and checks (rollout.notify). Its methods only queue:
+    they are called under the decision lock and must never block or raise."""
+
+    def transition(self, transition: Transition, state: RolloutState) -> None:
+        """An announced transition; `state` is the state after it."""
+
+    def checked(self, check: CheckRecord, state: RolloutState) -> None:
+        """A finished analysis (step or guard), whatever its verdict."""
+
+
 @dataclass
 class DecisionRecord:
     """Every check and transition of a run: the evidence behind its verdict."""
@@ -122,6 +134,7 @@ class Driver:
         store: StateStore,
         state: RolloutState,
         clock: Clock = utcnow,
+        notifier: Notifier | None = None,
     ) -> None:
         self.policy = policy
         self.plan = plan_of(policy)
@@ -133,6 +146,7 @@ class Driver:
         self._reader = reader
         self._store = store
         self._clock = clock
+        self._notifier = notifier
         self._lock = threading.Lock()
         self._analysing = False  # one step analysis at a time, whichever job asked first
         self._listeners: list[Callable[[RolloutState], None]] = []
@@ -171,7 +185,7 @@ class Driver:
             report = analyze_guard(self.policy, self.subject, self._reader, self._clock())
         except RolloutError as exc:
             return self.handle(ActionFailed(self._clock(), str(exc)))
-        self.record.checks.append(CheckRecord("guard", state.step, state.weight, report))
+        self._record(CheckRecord("guard", state.step, state.weight, report))
         if report.check.verdict is Verdict.FAIL:
             return self.handle(GuardBreached(report.at, report.check.reason))
         return self.state
@@ -204,11 +218,19 @@ class Driver:
                             weight=transition.weight,
                             reason=transition.reason,
                         )
+                        if self._notifier is not None:
+                            self._notifier.transition(transition, self.state)
                     case Analyze() if not self._analysing:
                         self._analysing = analyse = True
         if self.state != before:
             self._notify()
         return analyse
+
+    def _record(self, check: CheckRecord) -> None:
+        """Keep a check in the decision record and tell the notifier of it."""
+        self.record.checks.append(check)
+        if self._notifier is not None:
+            self._notifier.checked(check, self.state)
 
     def _renew(self) -> None:
         """Save even when nothing changed: renews the lock and collects people's commands."""
@@ -256,7 +278,7 @@ class Driver:
         except RolloutError as exc:
             return ActionFailed(self._clock(), str(exc))
         seconds = time.monotonic() - started
-        self.record.checks.append(CheckRecord("step", state.step, state.weight, report, seconds))
+        self._record(CheckRecord("step", state.step, state.weight, report, seconds))
         return AnalysisDone(report.at, report.check.verdict, report.check.reason)
 
 

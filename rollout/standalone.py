@@ -18,7 +18,8 @@ from rollout.driver import Driver, lease_renewal_interval, utcnow
 from rollout.engine import Command, Phase, RolloutState, Start
 from rollout.errors import InfraError, InputError
 from rollout.metrics.prometheus import PrometheusReader, QueryError
-from rollout.policy import RolloutPolicy
+from rollout.notify.notifier import standalone as standalone_notifier
+from rollout.policy import Notifications, RolloutPolicy
 from rollout.scheduler import RolloutScheduler
 from rollout.store import AnnotationStore, Request, StoredRun
 from rollout.subsets import resolve_subject
@@ -37,6 +38,7 @@ class RunOptions:
     stable_version: str | None = None
     canary_version: str | None = None
     service: str | None = None
+    notifications: Notifications | None = None  # per rollout (--notify), added to the policy's
 
 
 def prepare(
@@ -57,6 +59,7 @@ def prepare(
     reader = PrometheusReader(options.prometheus_url)
     if not options.skip_analysis:
         _check_prometheus(reader)
+    notifier = standalone_notifier(policy, options.notifications, target, api)
     store = AnnotationStore(objects, target)
     state = store.acquire(utcnow())
     return Driver(
@@ -67,6 +70,7 @@ def prepare(
         reader=reader,
         store=store,
         state=state,
+        notifier=notifier,
     )
 
 
