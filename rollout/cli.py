@@ -6,6 +6,7 @@ Commands live here only as thin wrappers; the work is done in the modules named 
 import functools
 import getpass
 import json
+import logging
 import signal
 import sys
 import threading
@@ -16,6 +17,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from rollout import demo as sandbox_demo
 from rollout import kube, log, report, standalone
 from rollout.analysis import analyze as run_analysis
 from rollout.analysis import report_table
@@ -315,6 +317,35 @@ def sandbox_down(directory: str) -> None:
     """Stop everything `sandbox up` started in D (harmless when nothing runs)."""
     stopped = sandbox_runner.down(Path(directory))
     click.echo("\n".join(stopped) if stopped else f"nothing running in {directory}")
+
+
+@main.command()
+@click.option(
+    "--faulty", type=click.Choice(["errors", "latency"]), default=None,
+    help="errors: v2 answers 30 % 5xx; latency: v2 is 300 ms slower.",
+)  # fmt: skip
+@click.option("--keep", is_flag=True, help="Leave the sandbox running afterwards.")
+@click.option("--report", "report_path", default=None, help="Write the record to FILE.md/.json.")
+@handle_errors
+def demo(faulty: str | None, keep: bool, report_path: str | None) -> None:
+    """Sandbox up, a canary of v2 with policies/demo.yaml, the verdict, sandbox down.
+
+    Exits as `rollout run` would: 0 promoted, 1 rolled back, 3 could not complete.
+    """
+    log.configure(level=logging.WARNING)  # the view and the summary tell the story
+    if report_path is not None:
+        report.check_path(report_path)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # unwind: the sandbox stops
+    try:
+        result = sandbox_demo.run(
+            faulty, click.echo, lambda driver: make_view(driver, to_stderr=False), keep=keep
+        )
+    except KeyboardInterrupt:
+        fail("interrupted; the sandbox was stopped", ExitCode.INCOMPLETE)
+        return
+    if report_path is not None:
+        report.write(report_path, result.record)
+    sys.exit(int(result.exit_code))
 
 
 def _analysis_options(func: Callable[..., Any]) -> Callable[..., Any]:
