@@ -13,12 +13,10 @@ from typing import Any
 
 import jsonschema
 
+from rollout.resources import crd_documents
 from rollout.traffic.schema import ISTIO_CRDS, compile_schema, load_crds
 
 Obj = dict[str, Any]
-
-# Our own CRDs accept any object until they get their real schema (a later issue).
-ANY_OBJECT: Obj = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 
 
 @dataclass(frozen=True)
@@ -79,34 +77,10 @@ def crd(definition: Mapping[str, Any]) -> ResourceType:
     )
 
 
-def cello_crd(kind: str, plural: str, short_names: tuple[str, ...]) -> Obj:
-    """A CRD document of group rollout.cello.dev (v1alpha1, namespaced, status subresource)
-    that accepts any object."""
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.rollout.cello.dev"},
-        "spec": {
-            "group": "rollout.cello.dev",
-            "names": {"kind": kind, "plural": plural, "shortNames": list(short_names)},
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": "v1alpha1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": ANY_OBJECT},
-                    "subresources": {"status": {}},
-                }
-            ],
-        },
-    }
-
-
 CUSTOM_RESOURCE_DEFINITIONS: tuple[Mapping[str, Any], ...] = (
     *load_crds(ISTIO_CRDS),
-    cello_crd("CanaryRollout", "canaryrollouts", ("cr",)),
-    cello_crd("RolloutPolicy", "rolloutpolicies", ("rp",)),
+    # The controller's own, generated from the models it validates with.
+    *crd_documents(),
 )
 
 BUILTIN: tuple[ResourceType, ...] = (
