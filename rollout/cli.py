@@ -29,9 +29,11 @@ from rollout.metrics.prometheus import PrometheusReader
 from rollout.metrics.providers import SAMPLE_TARGET, sample_queries
 from rollout.notify import config as notify_config
 from rollout.policy import Document, RolloutPolicy, load_policy, parse_document, read_document
+from rollout.resources import TargetSpec
+from rollout.rollout_client import RolloutClient, describe, verdict
 from rollout.sandbox import runner as sandbox_runner
 from rollout.subsets import resolve_subject
-from rollout.target import Target
+from rollout.target import Target, check_dns1123_subdomain
 from rollout.traffic.istio import KubeIstioStore, router_for
 from rollout.view import make_view
 
@@ -55,14 +57,15 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The shared target and kube-access flags (DESIGN, "Command line")."""
+def target_options(func: Callable[..., Any], required: bool = True) -> Callable[..., Any]:
+    """The shared target and kube-access flags (DESIGN, "Command line"); optional for the
+    commands that also take a CanaryRollout NAME instead."""
     options = [
         click.option("-n", "--namespace", default="default", show_default=True),
-        click.option("--virtual-service", "virtual_service", required=True),
+        click.option("--virtual-service", "virtual_service", required=required),
         click.option("--route", default=None, help="HTTP route name (optional if unambiguous)."),
-        click.option("--stable", required=True, help="Stable subset name."),
-        click.option("--canary", required=True, help="Canary subset name."),
+        click.option("--stable", required=required, help="Stable subset name."),
+        click.option("--canary", required=required, help="Canary subset name."),
         click.option("--destination-rule", "destination_rule", default=None),
         click.option("--kubeconfig", default=None, envvar="KUBECONFIG"),
         click.option("--context", default=None),
@@ -114,16 +117,41 @@ def set_weight(weight: int, **flags: Any) -> None:
     _move_traffic(weight, **flags)
 
 
+def name_or_target_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`NAME` (a CanaryRollout) or the target flags (a standalone run)."""
+    func = target_options(func, required=False)
+    return click.argument("name", required=False)(func)
+
+
+def target_unless_named(name: str | None, flags: dict[str, Any]) -> Target | None:
+    """The standalone target the flags name, or None when NAME names a CanaryRollout."""
+    given = [
+        f"--{k.replace('_', '-')}" for k in ("virtual_service", "stable", "canary") if flags[k]
+    ]
+    if name is not None:
+        if given:
+            raise InputError(f"give a CanaryRollout NAME or {', '.join(given)}, not both")
+        check_dns1123_subdomain("NAME", name)
+        return None
+    if len(given) < 3:
+        raise InputError("give a CanaryRollout NAME, or --virtual-service, --stable and --canary")
+    return build_target(**flags)
+
+
 @main.command()
-@target_options
+@name_or_target_options
 @handle_errors
-def abort(kubeconfig: str | None, context: str | None, **flags: Any) -> None:
+def abort(name: str | None, kubeconfig: str | None, context: str | None, **flags: Any) -> None:
     """Put 100 % of the traffic on the stable subset now, and abort a stored run.
 
-    A `rollout run` driving the target applies the abort within a few seconds and exits 4.
+    With NAME: asks the controller to abort that CanaryRollout. With the target flags: a
+    `rollout run` driving the target applies the abort within a few seconds and exits 4.
     """
-    target = build_target(**flags)
+    target = target_unless_named(name, flags)
     api = kube.api_client(kubeconfig, context)
+    if target is None:
+        _send(api, flags["namespace"], str(name), "abort")
+        return
     stored = standalone.send_request(api, target, "abort", by=getpass.getuser())
     click.echo(str(router_for(api).set_canary_weight(target, 0)))
     if stored is not None and stored.aborted:
@@ -428,13 +456,21 @@ def run(
 
 
 @main.command()
-@target_options
+@name_or_target_options
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @handle_errors
-def status(output: str, kubeconfig: str | None, context: str | None, **flags: Any) -> None:
-    """Show the stored state of a standalone run on the target's VirtualService."""
-    target = build_target(**flags)
-    stored = standalone.stored_run(kube.api_client(kubeconfig, context), target)
+def status(
+    name: str | None, output: str, kubeconfig: str | None, context: str | None, **flags: Any
+) -> None:
+    """Show a CanaryRollout's status (NAME), or the stored state of a standalone run on the
+    target's VirtualService (target flags)."""
+    target = target_unless_named(name, flags)
+    api = kube.api_client(kubeconfig, context)
+    if target is None:
+        rollout = RolloutClient(api, flags["namespace"]).get(str(name))
+        click.echo(describe(rollout, output))
+        return
+    stored = standalone.stored_run(api, target)
     if stored is None:
         vs = f"{target.namespace}/{target.virtual_service}"
         fail(f"no rollout is stored on VirtualService {vs}", ExitCode.INVALID_INPUT)
@@ -450,3 +486,136 @@ def status(output: str, kubeconfig: str | None, context: str | None, **flags: An
     )
     for t in state.history:
         click.echo(f"  {t.at:%H:%M:%S} {t.phase:<11} step {t.step + 1} {t.weight:>3}%  {t.reason}")
+
+
+# ---- CanaryRollout commands (the controller does the work) -------------------------------
+
+
+def _kube_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option("-n", "--namespace", default="default", show_default=True),
+            click.option("--kubeconfig", default=None, envvar="KUBECONFIG"),
+            click.option("--context", default=None),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _send(api: Any, namespace: str, name: str, command: str) -> None:
+    """Hand `command` to the controller as a request on CanaryRollout `name`."""
+    rid = RolloutClient(api, namespace).request(name, command)
+    click.echo(f"{command} requested for CanaryRollout {namespace}/{name} (request {rid})")
+
+
+def _request_command(command: str, doc: str) -> None:
+    """Register `rollout COMMAND NAME`, which sends one request to the controller."""
+
+    @_kube_options
+    @click.argument("name")
+    @handle_errors
+    def send(name: str, namespace: str, kubeconfig: str | None, context: str | None) -> None:
+        check_dns1123_subdomain("NAME", name)
+        _send(kube.api_client(kubeconfig, context), namespace, name, command)
+
+    send.__doc__ = doc
+    main.command(command)(send)
+
+
+_request_command("promote", "Skip the remaining steps of CanaryRollout NAME: 100 % to canary.")
+_request_command("retry", "Run the finished release of CanaryRollout NAME again, same spec.")
+
+
+@main.command()
+@_kube_options
+@click.argument("name")
+@handle_errors
+def pause(name: str, namespace: str, kubeconfig: str | None, context: str | None) -> None:
+    """Hold CanaryRollout NAME at its current weight (sets spec.paused)."""
+    check_dns1123_subdomain("NAME", name)
+    RolloutClient(kube.api_client(kubeconfig, context), namespace).set_paused(name, True)
+    click.echo(f"CanaryRollout {namespace}/{name}: spec.paused set")
+
+
+@main.command()
+@_kube_options
+@click.argument("name")
+@handle_errors
+def resume(name: str, namespace: str, kubeconfig: str | None, context: str | None) -> None:
+    """Continue CanaryRollout NAME: clears spec.paused, and resumes a rollout that paused
+    itself (inconclusive checks)."""
+    check_dns1123_subdomain("NAME", name)
+    rollouts = RolloutClient(kube.api_client(kubeconfig, context), namespace)
+    if rollouts.get(name).spec.paused:
+        rollouts.set_paused(name, False)
+        click.echo(f"CanaryRollout {namespace}/{name}: spec.paused cleared")
+    else:
+        _send(kube.api_client(kubeconfig, context), namespace, name, "resume")
+
+
+@main.command()
+@click.argument("name")
+@target_options
+@click.option("--policy", "policy_path", required=True, help="RolloutPolicy YAML file.")
+@click.option("--wait", is_flag=True, help="Wait for the verdict and exit with it.")
+@click.option("--timeout", default=3600.0, show_default=True, help="Seconds to --wait.")
+@handle_errors
+def start(
+    name: str,
+    policy_path: str,
+    wait: bool,
+    timeout: float,
+    kubeconfig: str | None,
+    context: str | None,
+    **flags: Any,
+) -> None:
+    """Create or update CanaryRollout NAME for the controller; with --wait, exit 0 promoted,
+    1 rolled back, 3 failed, 4 aborted or paused."""
+    check_dns1123_subdomain("NAME", name)
+    policy = load_policy(policy_path)
+    target = build_target(**flags)
+    spec = TargetSpec(
+        virtual_service=target.virtual_service, route=target.route,
+        destination_rule=target.destination_rule, stable=target.stable, canary=target.canary,
+    )  # fmt: skip
+    rollouts = RolloutClient(kube.api_client(kubeconfig, context), target.namespace)
+    request = rollouts.apply(name, spec, policy)
+    click.echo(f"CanaryRollout {target.namespace}/{name}: {target.stable} -> {target.canary}")
+    if not wait:
+        return
+    rollout = rollouts.wait(name, request, timeout)
+    click.echo(describe(rollout, "text"))
+    sys.exit(int(verdict(rollout)))
+
+
+@main.command()
+@click.option("-n", "--namespace", default=None, help="Watch one namespace (default: all).")
+@click.option("--prometheus", "prometheus_url", required=True, envvar="PROMETHEUS_URL")
+@click.option("--lease-namespace", default="cello-rollout", envvar="POD_NAMESPACE",
+              show_default=True)  # fmt: skip
+@click.option("--lease-name", default="cello-rollout-controller", show_default=True)
+@click.option("--lease-duration", default=15.0, show_default=True, help="Seconds.")
+@click.option("--address", default="0.0.0.0", show_default=True, help="HTTP listen address.")
+@click.option("--port", default=8080, show_default=True, help="/healthz, /readyz, /metrics.")
+@click.option("--kubeconfig", default=None, envvar="KUBECONFIG")
+@click.option("--context", default=None)
+@handle_errors
+def controller(
+    namespace: str | None, prometheus_url: str, lease_namespace: str, lease_name: str,
+    lease_duration: float, address: str, port: int, kubeconfig: str | None, context: str | None,
+) -> None:  # fmt: skip
+    """Run the in-cluster controller: drive every CanaryRollout; stops cleanly on SIGTERM."""
+    from rollout.controller import Config, Controller
+
+    config = Config(
+        prometheus_url=prometheus_url, namespace=namespace, lease_namespace=lease_namespace,
+        lease_name=lease_name, lease_seconds=lease_duration, address=address, port=port,
+    )  # fmt: skip
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        Controller(kube.api_client(kubeconfig, context), config).run(stop)
+    except OSError as exc:
+        fail(f"cannot serve on {address}:{port}: {exc.strerror or exc}", ExitCode.INCOMPLETE)
