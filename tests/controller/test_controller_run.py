@@ -1,0 +1,42 @@
+"""`rollout controller` as a real process against the sandbox, driven by `rollout start`.
+
+Must-show 1 and 2: a healthy canary ends Succeeded (`start --wait` exits 0), a faulty one
+RolledBack (exit 1), and the VirtualService's write history shows each step once, in order.
+"""
+
+from conftest import HERE, Cluster
+
+STEPS = [20, 40, 60, 80, 100]
+TARGET = ["-n", "demo", "--stable", "v1", "--policy", str(HERE / "policy.yaml")]
+
+
+def start(cluster: Cluster, name: str, vs: str, canary: str) -> tuple[int, str]:
+    done = cluster.rollout(
+        "start", name, "--virtual-service", vs, "--canary", canary, *TARGET, "--wait",
+        "--timeout", "90",
+    )  # fmt: skip
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_healthy_canary_is_promoted_and_start_exits_0(cluster: Cluster) -> None:
+    cluster.controller("a")
+    code, output = start(cluster, "cello-app", "cello-app", "v2")
+    assert code == 0, output
+    status = cluster.status("cello-app")
+    assert status["phase"] == "Succeeded"
+    assert status["canaryWeight"] == 100
+    assert status["lastAnalysis"]["verdict"] == "pass"
+    assert status["observedGeneration"] == cluster.get("cello-app")["metadata"]["generation"]
+    assert cluster.weight_writes("cello-app") == STEPS
+
+
+def test_faulty_canary_is_rolled_back_and_start_exits_1(cluster: Cluster) -> None:
+    cluster.controller("a")
+    code, output = start(cluster, "faulty", "cello-app-faulty", "v3")
+    assert code == 1, output
+    status = cluster.status("faulty")
+    assert status["phase"] == "RolledBack"
+    assert status["failedChecks"] == 1
+    metric = status["lastAnalysis"]["metrics"][0]
+    assert metric["verdict"] == "fail" and metric["canary"] > 0.05
+    assert cluster.weight_writes("cello-app-faulty") == [20, 0]
