@@ -20,10 +20,9 @@ from rollout.traffic.istio import (
     DESTINATION_RULE,
     VIRTUAL_SERVICE,
     IstioStore,
-    check_destination_rule,
+    destination_rule_of,
     find_route,
     object_name,
-    pick_destination_rule,
 )
 
 VERSION_LABEL = "version"
@@ -58,13 +57,7 @@ def read_subject(store: IstioStore, target: Target) -> Subject:
     """The subject from the cluster: the route's host, its DestinationRule, both subsets."""
     vs = store.get(VIRTUAL_SERVICE, target.namespace, target.virtual_service)
     route = find_route(vs, target)
-    if target.destination_rule is not None:
-        dr = store.get(DESTINATION_RULE, target.namespace, target.destination_rule)
-    else:
-        dr = pick_destination_rule(
-            store.get_all(DESTINATION_RULE, target.namespace), route.host, target.namespace
-        )
-    check_destination_rule(dr, route.host, target)
+    dr = destination_rule_of(store, target, route.host)
     host = str((dr.get("spec") or {}).get("host") or route.host)
     return Subject(
         namespace=target.namespace,

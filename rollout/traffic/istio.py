@@ -423,6 +423,18 @@ class _Reading:
         return str(self.vs["metadata"]["resourceVersion"])
 
 
+def destination_rule_of(store: IstioStore, target: Target, host: str) -> Obj:
+    """The target's DestinationRule (--destination-rule, else the one for `host`), checked
+    to hold both subsets."""
+    if target.destination_rule is not None:
+        dr = store.get(DESTINATION_RULE, target.namespace, target.destination_rule)
+    else:
+        drs = store.get_all(DESTINATION_RULE, target.namespace)
+        dr = pick_destination_rule(drs, host, target.namespace)
+    check_destination_rule(dr, host, target)
+    return dr
+
+
 class IstioRouter:
     """Reads and sets the split of a target's managed route."""
 
@@ -460,14 +472,8 @@ class IstioRouter:
     def _read(self, target: Target) -> _Reading:
         vs = self._store.get(VIRTUAL_SERVICE, target.namespace, target.virtual_service)
         route = find_route(vs, target)
-        check_destination_rule(self._destination_rule(target, route.host), route.host, target)
+        destination_rule_of(self._store, target, route.host)
         return _Reading(vs=vs, route=route, split=read_split(vs, route, target))
-
-    def _destination_rule(self, target: Target, host: str) -> Obj:
-        if target.destination_rule is not None:
-            return self._store.get(DESTINATION_RULE, target.namespace, target.destination_rule)
-        drs = self._store.get_all(DESTINATION_RULE, target.namespace)
-        return pick_destination_rule(drs, host, target.namespace)
 
     def _write(self, target: Target, updated: Obj, resource_version: str) -> str:
         patch = weight_patch(updated, resource_version)
