@@ -15,7 +15,7 @@ while a slow step analysis is in flight.
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -41,6 +41,7 @@ from rollout.engine import (
     decide,
 )
 from rollout.errors import ExitCode, RolloutError
+from rollout.gates import UrlGate
 from rollout.judge import Verdict
 from rollout.metrics.prometheus import PrometheusReader
 from rollout.policy import RolloutPolicy
@@ -72,6 +73,8 @@ def plan_of(policy: RolloutPolicy) -> Plan:
         failure_limit=spec.failure_limit,
         inconclusive_limit=spec.inconclusive.limit,
         inconclusive_action=spec.inconclusive.action,
+        confirm_step=spec.gates is not None and spec.gates.confirm_step is not None,
+        confirm_promotion=spec.gates is not None and spec.gates.confirm_promotion is not None,
     )
 
 
@@ -135,6 +138,7 @@ class Driver:
         state: RolloutState,
         clock: Clock = utcnow,
         notifier: Notifier | None = None,
+        gates: Mapping[str, UrlGate] | None = None,
     ) -> None:
         self.policy = policy
         self.plan = plan_of(policy)
@@ -147,6 +151,7 @@ class Driver:
         self._store = store
         self._clock = clock
         self._notifier = notifier
+        self._gates = gates or {}
         self._lock = threading.Lock()
         self._analysing = False  # one step analysis at a time, whichever job asked first
         self._listeners: list[Callable[[RolloutState], None]] = []
@@ -176,9 +181,13 @@ class Driver:
         return self.handle(Tick(self._clock()))
 
     def guard(self) -> RolloutState:
-        """The guard job: re-assert the weight, then check the guard limits between steps."""
+        """The guard job: re-assert the weight, ask a URL gate the rollout waits at, then
+        check the guard limits between steps."""
         self._renew()
         state = self.handle(Tick(self._clock()))
+        gate = self._gates.get(state.awaiting or "")
+        if state.phase is Phase.PROGRESSING and gate is not None and gate.open():
+            state = self.handle(Command(self._clock(), "approve", by="url", step=state.step))
         if state.phase is not Phase.PROGRESSING or self.policy.spec.guard is None:
             return state
         try:

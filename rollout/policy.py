@@ -360,6 +360,29 @@ class Notifications(Model):
         return sinks
 
 
+class Gate(Model):
+    """How a gate is cleared. Without `url`, a person clears it (`rollout approve`); with
+    `url`, an HTTP GET of that URL answering 2xx clears it, asked at every guard interval.
+    While it waits, the rollout holds its weight and keeps analysing: a failure still
+    rolls back."""
+
+    url: SecretField | None = Field(
+        default=None,
+        description="Where to read the URL from (env or secretKeyRef): it may carry a token.",
+    )
+
+
+class Gates(Model):
+    """Approvals a rollout waits for after an analysis passed."""
+
+    confirm_step: Gate | None = Field(
+        default=None, description="Every step after the first waits for an approval."
+    )
+    confirm_promotion: Gate | None = Field(
+        default=None, description="Going to 100 % (promotion) waits for an approval."
+    )
+
+
 class PolicySpec(Model):
     """The rollout policy proper. See policies/default.yaml for every field annotated."""
 
@@ -393,6 +416,9 @@ class PolicySpec(Model):
     )
     notifications: Notifications | None = Field(
         default=None, description="Slack, webhooks and Kubernetes Events told of each change."
+    )
+    gates: Gates | None = Field(
+        default=None, description="Approvals to wait for: confirmStep, confirmPromotion."
     )
 
     @field_validator("steps")

@@ -17,7 +17,9 @@ from kubernetes import client
 from rollout.driver import Driver, lease_renewal_interval, utcnow
 from rollout.engine import Command, Phase, RolloutState, Start
 from rollout.errors import InfraError, InputError
+from rollout.gates import url_gates
 from rollout.metrics.prometheus import PrometheusReader, QueryError
+from rollout.notify.config import SecretReader
 from rollout.notify.notifier import standalone as standalone_notifier
 from rollout.policy import Notifications, RolloutPolicy
 from rollout.scheduler import RolloutScheduler
@@ -60,6 +62,7 @@ def prepare(
     if not options.skip_analysis:
         _check_prometheus(reader)
     notifier = standalone_notifier(policy, options.notifications, target, api)
+    gates = url_gates(policy, SecretReader(api, target.namespace))
     store = AnnotationStore(objects, target)
     state = store.acquire(utcnow())
     return Driver(
@@ -71,6 +74,7 @@ def prepare(
         store=store,
         state=state,
         notifier=notifier,
+        gates=gates,
     )
 
 
