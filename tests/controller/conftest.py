@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import requests
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from rollout import kube
 from rollout.sandbox import kubeapi
@@ -108,8 +109,9 @@ class Cluster:
             "--lease-duration", str(LEASE_SECONDS), "--address", "127.0.0.1",
             "--port", str(_free_port()),
         ]  # fmt: skip
+        env = {**os.environ, "POD_NAME": name}  # the Lease holder is "<name>_<nonce>"
         with (self.logs / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         self.processes.append(proc)
         return proc
 
@@ -151,9 +153,15 @@ class Cluster:
         return weights
 
     def lease_holder(self) -> str:
-        lease = client.CoordinationV1Api(self.api).read_namespaced_lease(
-            "cello-rollout-controller", LEASE_NAMESPACE
-        )
+        """The Lease's holder ("" when free or not created yet)."""
+        try:
+            lease = client.CoordinationV1Api(self.api).read_namespaced_lease(
+                "cello-rollout-controller", LEASE_NAMESPACE
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return ""
+            raise
         return str(lease.spec.holder_identity or "")
 
 
