@@ -1,0 +1,60 @@
+"""`rollout demo` as a newcomer runs it: a healthy v2 is promoted, a v2 answering 30 % 5xx is
+rolled back within 10 s of its first traffic (from the decision record's times), and the
+sandbox it started is gone afterwards (unless --keep)."""
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from e2e_helpers import ROLLOUT, Sandbox, sandbox_processes
+
+from rollout.demo import canary_exposure
+from rollout.sandbox import runner
+
+pytestmark = pytest.mark.e2e
+
+DEMO_TIMEOUT_S = 120  # the issue's bound for a healthy promotion
+
+
+def demo(*flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [ROLLOUT, "demo", *flags], capture_output=True, text=True, timeout=DEMO_TIMEOUT_S
+    )
+
+
+def test_demo_promotes_a_healthy_canary(capsys: pytest.CaptureFixture[str]) -> None:
+    result = demo("--keep")
+    kept = re.search(r"sandbox kept: source (\S+)/env", result.stdout)
+    assert kept is not None, result.stdout + result.stderr
+    sandbox = Sandbox(Path(kept.group(1)))
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "verdict: Succeeded (exit 0)" in result.stdout
+        assert sandbox.weights() == (0, 100)
+    finally:
+        runner.down(sandbox.directory)
+    assert sandbox_processes(sandbox.directory) == []
+    promoted = re.search(r"promoted (\S+)s after the start", result.stdout)
+    with capsys.disabled():
+        print(f"\ndemo: promoted {promoted and promoted.group(1)}s after the canary started")
+
+
+def test_demo_faulty_errors_rolls_back_within_10s_and_stops_the_sandbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "record.json"
+    result = demo("--faulty", "errors", "--report", str(report))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "verdict: RolledBack (exit 1)" in result.stdout
+    record = json.loads(report.read_text())
+    assert record["transitions"][-1]["weight"] == 0  # all traffic back on v1
+    exposure = canary_exposure(record)
+    with capsys.disabled():
+        print(f"\ndemo --faulty errors: v2 had traffic for {exposure:.1f}s")
+    assert exposure is not None and exposure <= 10.0
+    directory = re.search(r"env: (\S+)/env", result.stdout)
+    assert directory is not None
+    assert sandbox_processes(Path(directory.group(1))) == []
+    assert not Path(directory.group(1)).exists()
