@@ -41,8 +41,8 @@ VERSIONS = (AppVersion("v1"), AppVersion("v2"), AppVersion("v3", error_rate=0.5)
 MESH_WEIGHTS = {"v1": 50, "v2": 25, "v3": 25}
 ROLLOUT = str(Path(sys.executable).with_name("rollout"))
 
-# (method, path) of every request any stand-in of this session served.
-API_CALLS: list[tuple[str, str]] = []
+# (user agent, method, path) of every request any stand-in of this session served.
+API_CALLS: list[tuple[str, str, str]] = []
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -51,7 +51,7 @@ def record_api_calls() -> Iterator[None]:
     original = kubeapi._Handler._dispatch
 
     def dispatch(self: Any, method: str) -> None:
-        API_CALLS.append((method, self.path))
+        API_CALLS.append((self.headers.get("User-Agent", ""), method, self.path))
         original(self, method)
 
     kubeapi._Handler._dispatch = dispatch  # type: ignore[method-assign]
@@ -95,6 +95,7 @@ class Cluster:
     api: client.ApiClient
     prometheus_url: str
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    http: dict[str, str] = field(default_factory=dict)
     logs: Path = Path()
 
     @property
@@ -102,12 +103,15 @@ class Cluster:
         return client.CustomObjectsApi(self.api)
 
     def controller(self, name: str) -> subprocess.Popen[bytes]:
-        """Start `rollout controller` (lease of LEASE_SECONDS) logging to logs/<name>.log."""
+        """Start `rollout controller` (lease of LEASE_SECONDS) logging to logs/<name>.log;
+        its HTTP endpoints are on `self.http[name]`."""
+        port = _free_port()
+        self.http[name] = f"http://127.0.0.1:{port}"
         argv = [
             ROLLOUT, "controller", "--kubeconfig", self.kubeconfig,
             "--prometheus", self.prometheus_url, "--lease-namespace", LEASE_NAMESPACE,
             "--lease-duration", str(LEASE_SECONDS), "--address", "127.0.0.1",
-            "--port", str(_free_port()),
+            "--port", str(port),
         ]  # fmt: skip
         env = {**os.environ, "POD_NAME": name}  # the Lease holder is "<name>_<nonce>"
         with (self.logs / f"{name}.log").open("ab") as log:

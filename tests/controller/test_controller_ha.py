@@ -10,6 +10,7 @@ over within the lease time and the rollout finishes.
 import signal
 import time
 
+import yaml
 from conftest import HERE, LEASE_SECONDS, Cluster
 
 STEPS = [20, 40, 60, 80, 100]
@@ -19,11 +20,28 @@ HANDOVER_LIMIT_S = LEASE_SECONDS * 1.2 + 1.0
 
 
 def start(cluster: Cluster) -> None:
-    done = cluster.rollout(
-        "start", "cello-app", "-n", "demo", "--virtual-service", "cello-app",
-        "--stable", "v1", "--canary", "v2", "--policy", str(HERE / "policy.yaml"),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    """Create a RolloutPolicy and a CanaryRollout referring to it, as `kubectl apply` would."""
+    policy = yaml.safe_load((HERE / "policy.yaml").read_text())
+    cluster.custom.create_namespaced_custom_object(
+        "rollout.cello.dev", "v1alpha1", "demo", "rolloutpolicies", policy
+    )
+    rollout = {
+        "apiVersion": "rollout.cello.dev/v1alpha1",
+        "kind": "CanaryRollout",
+        "metadata": {"name": "cello-app"},
+        "spec": {
+            "target": {
+                "virtualService": "cello-app",
+                "destinationRule": "cello-app",
+                "stable": "v1",
+                "canary": "v2",
+            },
+            "policyRef": {"name": policy["metadata"]["name"]},
+        },
+    }
+    cluster.custom.create_namespaced_custom_object(
+        "rollout.cello.dev", "v1alpha1", "demo", "canaryrollouts", rollout
+    )
 
 
 def at_step(cluster: Cluster, step: int) -> bool:

@@ -4,6 +4,7 @@ Must-show 1 and 2: a healthy canary ends Succeeded (`start --wait` exits 0), a f
 RolledBack (exit 1), and the VirtualService's write history shows each step once, in order.
 """
 
+import requests
 from conftest import HERE, Cluster
 
 STEPS = [20, 40, 60, 80, 100]
@@ -28,6 +29,16 @@ def test_healthy_canary_is_promoted_and_start_exits_0(cluster: Cluster) -> None:
     assert status["lastAnalysis"]["verdict"] == "pass"
     assert status["observedGeneration"] == cluster.get("cello-app")["metadata"]["generation"]
     assert cluster.weight_writes("cello-app") == STEPS
+    http = cluster.http["a"]
+    assert requests.get(f"{http}/healthz", timeout=5).status_code == 200
+    assert requests.get(f"{http}/readyz", timeout=5).status_code == 200
+    metrics = requests.get(f"{http}/metrics", timeout=5).text
+    labels = 'name="cello-app",namespace="demo"'
+    assert f'cello_rollout_phase{{{labels},phase="Succeeded"}} 1.0' in metrics
+    assert f"cello_rollout_canary_weight{{{labels}}} 100.0" in metrics
+    assert "cello_rollout_promotions_total 1.0" in metrics
+    assert "cello_rollout_analysis_duration_seconds_count 4.0" in metrics
+    assert "cello_rollout_leader 1.0" in metrics
 
 
 def test_faulty_canary_is_rolled_back_and_start_exits_1(cluster: Cluster) -> None:
