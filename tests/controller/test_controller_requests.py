@@ -1,0 +1,67 @@
+"""People's commands on a CanaryRollout: pause, resume, promote, retry and abort each reach
+the controller as a request that it applies exactly once, and `rollout start --wait` exits
+4 when a person aborts the run it waits for."""
+
+import subprocess
+
+from conftest import HERE, ROLLOUT, Cluster
+
+NAME = "cello-app"
+START = [
+    "start", NAME, "-n", "demo", "--virtual-service", "cello-app", "--stable", "v1",
+    "--canary", "v2", "--policy", str(HERE / "policy-slow.yaml"),
+]  # fmt: skip
+
+
+def phase(cluster: Cluster) -> str:
+    return str(cluster.status(NAME).get("phase"))
+
+
+def command(cluster: Cluster, *args: str) -> str:
+    done = cluster.rollout(*args, "-n", "demo")
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def reasons(cluster: Cluster) -> list[str]:
+    """Why each transition of the current run happened (a RolledBack keeps the reason of
+    its RollingBack, so only the transitions into other phases are listed)."""
+    history = cluster.status(NAME)["history"]
+    return [t["reason"] for t in history if t["phase"] != "RolledBack"]
+
+
+def test_requests_are_applied_once_and_an_abort_ends_start_wait_with_4(cluster: Cluster) -> None:
+    cluster.controller("a")
+    assert cluster.rollout(*START).returncode == 0
+    cluster.wait_for("step 1", lambda: phase(cluster) == "Progressing")
+
+    command(cluster, "pause", NAME)
+    cluster.wait_for("paused", lambda: phase(cluster) == "Paused")
+    command(cluster, "resume", NAME)
+    cluster.wait_for("resumed", lambda: phase(cluster) == "Progressing")
+    command(cluster, "promote", NAME)
+    cluster.wait_for("promoted", lambda: phase(cluster) == "Succeeded")
+    assert cluster.weight_writes("cello-app") == [20, 100]
+    assert reasons(cluster).count("promote by request") == 1
+
+    command(cluster, "retry", NAME)
+    cluster.wait_for("a new run", lambda: cluster.status(NAME).get("step") == 0)
+    assert phase(cluster) == "Progressing" and reasons(cluster) == ["started"]
+
+    env_argv = [ROLLOUT, *START, "--wait", "--timeout", "60"]
+    waiting = subprocess.Popen(
+        env_argv, env={"KUBECONFIG": cluster.kubeconfig, "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    out = command(cluster, "abort", NAME)
+    assert "abort requested" in out
+    assert waiting.wait(timeout=60) == 4, waiting.communicate()
+    status = cluster.status(NAME)
+    assert status["phase"] == "RolledBack" and status["aborted"] is True
+    assert reasons(cluster).count("abort by request") == 1
+    assert cluster.weight_writes("cello-app") == [20, 100, 20, 0]
+    shown = command(cluster, "status", NAME)
+    assert shown.startswith("demo/cello-app: RolledBack")
+    # Handled requests are pruned from the object as new ones arrive: only the last is left.
+    annotations = cluster.get(NAME)["metadata"].get("annotations") or {}
+    assert [v for k, v in annotations.items() if k.startswith("request.")] == ["abort"]
