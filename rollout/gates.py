@@ -11,8 +11,8 @@ import requests
 import structlog
 from pydantic import SecretStr
 
-from rollout.notify.config import SecretReader
 from rollout.policy import RolloutPolicy
+from rollout.secrets import SecretReader
 
 log = structlog.get_logger(__name__)
 

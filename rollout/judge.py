@@ -57,7 +57,7 @@ class MetricVerdict:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict: NaN and ±Inf become None (the reason still names them)."""
-        result: dict[str, Any] = _json_safe(asdict(self))
+        result: dict[str, Any] = json_safe(asdict(self))
         return result
 
 
@@ -71,17 +71,18 @@ class CheckVerdict:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict of the check and every metric in it."""
-        result: dict[str, Any] = _json_safe(asdict(self))
+        result: dict[str, Any] = json_safe(asdict(self))
         return result
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """`value` with NaN and ±Inf replaced by None, recursively: JSON has no such numbers."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
+        return {key: json_safe(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
+        return [json_safe(item) for item in value]
     return value
 
 

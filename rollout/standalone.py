@@ -19,10 +19,10 @@ from rollout.engine import Command, Phase, RolloutState, Start
 from rollout.errors import InfraError, InputError
 from rollout.gates import url_gates
 from rollout.metrics.prometheus import PrometheusReader, QueryError
-from rollout.notify.config import SecretReader
 from rollout.notify.notifier import standalone as standalone_notifier
 from rollout.policy import Notifications, RolloutPolicy
 from rollout.scheduler import RolloutScheduler
+from rollout.secrets import SecretReader
 from rollout.store import AnnotationStore, Request, StoredRun
 from rollout.subsets import resolve_subject
 from rollout.target import Target

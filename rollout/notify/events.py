@@ -12,7 +12,7 @@ from uuid import uuid4
 
 from rollout.analysis import AnalysisReport, MetricResult
 from rollout.engine import Phase, RolloutState, Transition
-from rollout.judge import Verdict, _json_safe
+from rollout.judge import Verdict, json_safe
 from rollout.policy import NotificationKind, PromqlMetric
 
 KINDS: tuple[NotificationKind, ...] = get_args(NotificationKind)
@@ -126,7 +126,7 @@ class NotificationEvent:
 
     def to_data(self) -> dict[str, Any]:
         """The event as JSON-safe data (NaN and infinities become null)."""
-        data: dict[str, Any] = _json_safe(asdict(self))
+        data: dict[str, Any] = json_safe(asdict(self))
         data["at"] = self.at.isoformat()
         if self.analysis is not None:
             data["analysis"]["at"] = self.analysis.at.isoformat()

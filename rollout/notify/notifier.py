@@ -21,6 +21,7 @@ from rollout.notify.events import (
     from_transition,
 )
 from rollout.policy import Notifications, RolloutPolicy
+from rollout.secrets import SecretReader
 from rollout.target import Target
 
 log = structlog.get_logger(__name__)
@@ -80,7 +81,7 @@ def standalone(
     now, so a missing one stops the run before it changes anything; its dispatcher gets
     FLUSH_TIMEOUT_S at exit to deliver the verdict."""
     sinks = config.merged(policy.spec.notifications, per_rollout)
-    secrets = config.SecretReader(api, target.namespace)
+    secrets = SecretReader(api, target.namespace)
     routes = config.routes(sinks, secrets, api)
     if not routes:
         return None

@@ -26,6 +26,7 @@ from rollout.notify import config
 from rollout.notify.events import from_transition
 from rollout.notify.kube_events import kube_event
 from rollout.policy import Notifications, RolloutPolicy
+from rollout.secrets import SecretReader
 
 DEFAULT_POLICY = Path(__file__).parents[2] / "policies" / "default.yaml"
 
@@ -115,7 +116,7 @@ def test_a_rollouts_sinks_add_to_the_policys_and_replace_one_of_the_same_name() 
         ("audit", ["promoted"]),
         ("mine", None),
     ]
-    routes = config.routes(merged, config.SecretReader(None, "demo", {}), None)  # type: ignore[arg-type]
+    routes = config.routes(merged, SecretReader(None, "demo", {}), None)  # type: ignore[arg-type]
     assert [(r.sink.name, len(r.events)) for r in routes] == [("audit", 1), ("mine", 9)]
 
 

@@ -25,9 +25,9 @@ from notify_receivers import receiver
 from pydantic import SecretStr
 
 from rollout.errors import InputError
-from rollout.notify import config
 from rollout.notify.notifier import standalone
 from rollout.policy import Notifications, SecretSource, load_policy
+from rollout.secrets import SecretReader
 
 SLACK_TOKEN = "T0SECRET/B0SECRET/xoxSlackToken123"
 HOOK_TOKEN = "hook-path-token-456"
@@ -182,7 +182,7 @@ def test_secret_key_refs_are_read_from_the_rollouts_namespace(
         return client.V1Secret(data={k: v.decode() for k, v in data.items()})
 
     monkeypatch.setattr(client.CoreV1Api, "read_namespaced_secret", read_secret)
-    reader = config.SecretReader(client.ApiClient(), "demo")
+    reader = SecretReader(client.ApiClient(), "demo")
     ref = {"secretKeyRef": {"name": "rollout-notify", "key": "slack-url"}}
     value = reader.read(SecretSource.model_validate(ref), "sink a: url")
     assert value == SecretStr(f"https://h.example/{SLACK_TOKEN}")  # trailing newline dropped
