@@ -325,16 +325,17 @@ def sandbox_up(
 
     Writes D/kubeconfig and D/env (KUBECONFIG, PROMETHEUS_URL, MESH_URL; shell-sourceable).
     """
-    config = sandbox_runner.config_for(
-        Path(directory),
-        namespaces,
-        [Path(f) for f in files],
+    config = sandbox_runner.SandboxConfig(
+        directory=Path(directory),
         kube_port=port,
+        namespaces=namespaces,
+        files=tuple(Path(f) for f in files),
         v2_error_rate=v2_error_rate,
         v2_latency_ms=v2_latency_ms,
         rps=rps,
     )
-    for line in sandbox_runner.up(config, sandbox_runner.parse_components(components)):
+    selected = sandbox_runner.parse_components(components)
+    for line in sandbox_runner.up(sandbox_runner.with_defaults(config), selected):
         click.echo(line)
 
 

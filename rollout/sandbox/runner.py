@@ -22,6 +22,7 @@ Every process is started with `ROLLOUT_SANDBOX_DIR=<D>` in its environment: that
 modules of ours, so their command line cannot tell).
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -32,7 +33,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import requests
 
@@ -68,16 +68,14 @@ class SandboxConfig:
     load_duration_s: float = 3600.0
 
 
-def config_for(
-    directory: Path, namespaces: Sequence[str] = (), files: Sequence[Path] = (), **settings: Any
-) -> SandboxConfig:
-    """The config for `sandbox up`'s flags: without -f the cello-app objects are preloaded,
-    and their namespace `demo` is then always created; without -n, `demo` and `default`."""
-    files = tuple(files) or (PRELOAD,)
-    namespaces = tuple(namespaces) or (NAMESPACE, "default")
+def with_defaults(config: SandboxConfig) -> SandboxConfig:
+    """`config` as `sandbox up`'s flags mean it: no -f preloads the cello-app objects, and
+    their namespace `demo` is then always created; no -n is `demo` and `default`."""
+    files = tuple(config.files) or (PRELOAD,)
+    namespaces = tuple(config.namespaces) or (NAMESPACE, "default")
     if PRELOAD in files and NAMESPACE not in namespaces:
         namespaces = (*namespaces, NAMESPACE)
-    return SandboxConfig(directory, namespaces=namespaces, files=files, **settings)
+    return dataclasses.replace(config, namespaces=namespaces, files=files)
 
 
 @dataclass(frozen=True)
