@@ -65,3 +65,26 @@ def test_requests_are_applied_once_and_an_abort_ends_start_wait_with_4(cluster: 
     # Handled requests are pruned from the object as new ones arrive: only the last is left.
     annotations = cluster.get(NAME)["metadata"].get("annotations") or {}
     assert [v for k, v in annotations.items() if k.startswith("request.")] == ["abort"]
+
+
+def test_a_new_canary_subset_starts_a_new_run(cluster: Cluster) -> None:
+    cluster.controller("a")
+    assert cluster.rollout(*START).returncode == 0
+    cluster.wait_for("step 1", lambda: phase(cluster) == "Progressing")
+    command(cluster, "abort", NAME)
+    cluster.wait_for("aborted", lambda: phase(cluster) == "RolledBack")
+    # The next release: the route's canary destination becomes v3, then the rollout's spec.
+    vs = cluster.custom.get_namespaced_custom_object(
+        "networking.istio.io", "v1", "demo", "virtualservices", "cello-app"
+    )
+    vs["spec"]["http"][0]["route"][1]["destination"]["subset"] = "v3"
+    cluster.custom.replace_namespaced_custom_object(
+        "networking.istio.io", "v1", "demo", "virtualservices", "cello-app", vs
+    )
+    argv = [*START[:-1], str(HERE / "policy.yaml"), "--wait", "--timeout", "60"]
+    argv[argv.index("v2")] = "v3"
+    done = cluster.rollout(*argv)
+    assert done.returncode == 1, done.stdout + done.stderr  # v3 is the faulty version
+    status = cluster.status(NAME)
+    assert status["run"] == {"stable": "v1", "canary": "v3"}
+    assert status["aborted"] is False and reasons(cluster)[0] == "started"
