@@ -86,6 +86,8 @@ CUSTOM_RESOURCE_DEFINITIONS: tuple[Mapping[str, Any], ...] = (
 BUILTIN: tuple[ResourceType, ...] = (
     ResourceType("", ("v1",), "namespaces", "Namespace", namespaced=False, short_names=("ns",)),
     ResourceType("", ("v1",), "configmaps", "ConfigMap", short_names=("cm",)),
+    # Notification and gate URLs and signing keys may come from Secrets (secretKeyRef).
+    ResourceType("", ("v1",), "secrets", "Secret"),
     # Core and events.k8s.io Events are stored apart (the real server converts between them).
     ResourceType("", ("v1",), "events", "Event", short_names=("ev",)),
     ResourceType("events.k8s.io", ("v1",), "events", "Event", short_names=("ev",)),

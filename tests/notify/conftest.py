@@ -1,20 +1,14 @@
-"""Fixtures: a delivery dispatcher, structlog output captured as text, and the Kubernetes
-API stand-in (as tests/run has it)."""
+"""Fixtures: a delivery dispatcher and structlog output captured as text (the API stand-in
+comes from tests/conftest.py)."""
 
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 import pytest
 import structlog
-from kubernetes import client
 from notify_helpers import dispatchers
 
-from rollout import kube
 from rollout.notify.delivery import Dispatcher
-from rollout.sandbox.kubeapi import KubeApiServer, kubeconfig
 
 
 @pytest.fixture
@@ -39,27 +33,3 @@ def logs() -> Iterator[io.StringIO]:
         yield out
     finally:
         structlog.reset_defaults()
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """The Kubernetes API stand-in as a test reaches it: an ApiClient and a kubeconfig."""
-
-    api: client.ApiClient
-    kubeconfig: str
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    """A fresh stand-in holding demo/cello-app (VS at 100 % v1, and its DR)."""
-    server = KubeApiServer().start()
-    try:
-        server.create_namespaces(["demo"])
-        objects = resources.files("rollout") / "data" / "sandbox-cello-app.yaml"
-        with resources.as_file(objects) as path:
-            server.load(path)
-        config = tmp_path / "kubeconfig"
-        config.write_text(kubeconfig(server.url))
-        yield Cluster(kube.api_client(str(config)), str(config))
-    finally:
-        server.stop()

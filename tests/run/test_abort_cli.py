@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from click.testing import CliRunner
-from conftest import Cluster
+from standin import Cluster
 
 from rollout.cli import main
 from rollout.engine import Phase, RolloutState
