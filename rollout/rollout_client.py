@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from rollout.driver import exit_code
 from rollout.engine import Phase
@@ -30,8 +29,8 @@ from rollout.resources import (
     TargetSpec,
     parse_rollout,
 )
-from rollout.status_store import RolloutApi
-from rollout.traffic.istio import ConflictError, api_error
+from rollout.status_store import RolloutApi, api_call
+from rollout.traffic.istio import ConflictError
 
 MAX_ATTEMPTS = 5
 POLL_S = 0.5
@@ -58,8 +57,8 @@ class RolloutClient:
         body = {"apiVersion": API_VERSION, "kind": "CanaryRollout",
                 "metadata": {"name": name, "namespace": self._namespace}, "spec": spec}  # fmt: skip
         try:
-            self._call("create", self._custom.create_namespaced_custom_object,
-                       GROUP, VERSION, self._namespace, CANARY_ROLLOUTS, body)  # fmt: skip
+            api_call(self._what(name), self._custom.create_namespaced_custom_object,
+                     GROUP, VERSION, self._namespace, CANARY_ROLLOUTS, body)  # fmt: skip
             return None
         except ConflictError:
             pass  # it exists: update it
@@ -104,8 +103,11 @@ class RolloutClient:
         raise ConflictError(f"CanaryRollout {self._namespace}/{name}: changed on every try (409)")
 
     def _patch(self, name: str, patch: dict[str, Any]) -> None:
-        self._call("update", self._custom.patch_namespaced_custom_object,
-                   GROUP, VERSION, self._namespace, CANARY_ROLLOUTS, name, patch)  # fmt: skip
+        api_call(self._what(name), self._custom.patch_namespaced_custom_object,
+                 GROUP, VERSION, self._namespace, CANARY_ROLLOUTS, name, patch)  # fmt: skip
+
+    def _what(self, name: str) -> str:
+        return f"CanaryRollout {self._namespace}/{name}"
 
     def wait(self, name: str, request: str | None, timeout_s: float) -> CanaryRollout:
         """Poll until the current run ends (or pauses) after the spec we wrote was seen."""
@@ -116,13 +118,6 @@ class RolloutClient:
                 return rollout
             time.sleep(POLL_S)
         raise InfraError(f"CanaryRollout {self._namespace}/{name}: no verdict in {timeout_s:.0f}s")
-
-    def _call(self, verb: str, method: Callable[..., Any], *args: Any) -> None:
-        what = f"CanaryRollout {self._namespace}/{args[-2] if verb == 'update' else ''}".rstrip("/")
-        try:
-            method(*args, _request_timeout=10)
-        except ApiException as exc:
-            raise api_error(what, exc) from exc
 
 
 def _settled(rollout: CanaryRollout, request: str | None) -> bool:

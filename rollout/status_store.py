@@ -55,7 +55,7 @@ class RolloutApi:
         self._custom = client.CustomObjectsApi(api)
 
     def get(self, namespace: str, name: str) -> dict[str, Any]:
-        return self._call(
+        return api_call(
             f"CanaryRollout {namespace}/{name}",
             self._custom.get_namespaced_custom_object,
             GROUP, VERSION, namespace, CANARY_ROLLOUTS, name,
@@ -63,21 +63,22 @@ class RolloutApi:
 
     def replace_status(self, obj: dict[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
-        return self._call(
+        return api_call(
             f"CanaryRollout {meta['namespace']}/{meta['name']} status",
             self._custom.replace_namespaced_custom_object_status,
             GROUP, VERSION, meta["namespace"], CANARY_ROLLOUTS, meta["name"], obj,
         )  # fmt: skip
 
-    @staticmethod
-    def _call(what: str, method: Callable[..., Any], *args: Any) -> dict[str, Any]:
-        try:
-            result: dict[str, Any] = method(*args, _request_timeout=REQUEST_TIMEOUT)
-        except ApiException as exc:
-            raise api_error(what, exc) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise InfraError(f"{what}: cannot reach the Kubernetes API: {exc}") from exc
-        return result
+
+def api_call(what: str, method: Callable[..., Any], *args: Any) -> dict[str, Any]:
+    """One Kubernetes API call; its failures become our errors (exit 2 or 3, one line)."""
+    try:
+        result: dict[str, Any] = method(*args, _request_timeout=REQUEST_TIMEOUT)
+    except ApiException as exc:
+        raise api_error(what, exc) from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise InfraError(f"{what}: cannot reach the Kubernetes API: {exc}") from exc
+    return result
 
 
 class StatusStore:
