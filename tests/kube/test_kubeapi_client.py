@@ -153,28 +153,32 @@ def test_status_subresource_separates_status_from_the_rest(
     custom: client.CustomObjectsApi, namespace: str
 ) -> None:
     args = ("rollout.cello.dev", "v1alpha1", namespace, "canaryrollouts", "web")
+    spec = {
+        "target": {"virtualService": "web", "stable": "v1", "canary": "v2"},
+        "policyRef": {"name": "default"},
+    }
     body = {
         "apiVersion": "rollout.cello.dev/v1alpha1",
         "kind": "CanaryRollout",
         "metadata": {"name": "web"},
-        "spec": {"anything": ["goes", 1]},
-        "status": {"phase": "ignored on create"},
+        "spec": spec,
+        "status": {"phase": "Succeeded"},
     }
     created = custom.create_namespaced_custom_object(*args[:4], body)
     assert "status" not in created
 
     with_status = custom.patch_namespaced_custom_object_status(
-        *args, {"status": {"phase": "Progressing"}, "spec": {"anything": "ignored"}}
+        *args, {"status": {"phase": "Progressing"}, "spec": {"paused": True}}
     )
     assert with_status["status"] == {"phase": "Progressing"}
-    assert with_status["spec"] == {"anything": ["goes", 1]}
+    assert with_status["spec"] == spec
     assert with_status["metadata"]["generation"] == 1
 
     main = custom.patch_namespaced_custom_object(
-        *args, {"spec": {"step": 2}, "status": {"phase": "ignored"}}
+        *args, {"spec": {"paused": True}, "status": {"phase": "Failed"}}
     )
     assert main["status"] == {"phase": "Progressing"}
-    assert main["spec"] == {"anything": ["goes", 1], "step": 2}
+    assert main["spec"] == {**spec, "paused": True}
     assert main["metadata"]["generation"] == 2
     assert custom.get_namespaced_custom_object_status(*args)["status"] == {"phase": "Progressing"}
 
