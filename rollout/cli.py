@@ -364,7 +364,8 @@ def demo(faulty: str | None, keep: bool, report_path: str | None) -> None:
     log.configure(level=logging.WARNING)  # the view and the summary tell the story
     if report_path is not None:
         report.check_path(report_path)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # unwind: the sandbox stops
+    for signum in (signal.SIGINT, signal.SIGTERM):  # unwind, so the sandbox is stopped
+        signal.signal(signum, signal.default_int_handler)
     try:
         result = sandbox_demo.run(
             faulty, click.echo, lambda driver: make_view(driver, to_stderr=False), keep=keep

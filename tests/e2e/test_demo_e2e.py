@@ -4,6 +4,7 @@ sandbox it started is gone afterwards (unless --keep)."""
 
 import json
 import re
+import signal
 import subprocess
 from pathlib import Path
 
@@ -58,3 +59,25 @@ def test_demo_faulty_errors_rolls_back_within_10s_and_stops_the_sandbox(
     assert directory is not None
     assert sandbox_processes(Path(directory.group(1))) == []
     assert not Path(directory.group(1)).exists()
+
+
+def test_demo_interrupted_mid_canary_stops_the_sandbox_and_exits_3() -> None:
+    proc = subprocess.Popen(
+        [ROLLOUT, "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:  # Ctrl-C once the canary has traffic
+            lines.append(line)
+            if line.startswith("Progressing step 1/4"):
+                proc.send_signal(signal.SIGINT)
+                break
+        rest, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 3, "".join(lines) + rest + stderr
+    assert "error: interrupted; the sandbox was stopped" in stderr
+    directory = re.search(r"env: (\S+)/env", "".join(lines))
+    assert directory is not None
+    assert sandbox_processes(Path(directory.group(1))) == []
