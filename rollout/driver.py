@@ -288,7 +288,8 @@ class Driver:
             return ActionFailed(self._clock(), str(exc))
         seconds = time.monotonic() - started
         self._record(CheckRecord("step", state.step, state.weight, report, seconds))
-        return AnalysisDone(report.at, report.check.verdict, report.check.reason)
+        check = report.check
+        return AnalysisDone(report.at, check.verdict, check.reason, started=state.step_started)
 
 
 def lease_renewal_interval(policy: RolloutPolicy) -> timedelta:

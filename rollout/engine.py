@@ -117,11 +117,18 @@ class Tick:
 
 @dataclass(frozen=True)
 class AnalysisDone:
-    """The analysis of the current step ended with `verdict` (pass/fail/inconclusive)."""
+    """The analysis of the current step ended with `verdict` (pass/fail/inconclusive).
+
+    `started` is the `step_started` of the state the analysis was asked in. Two jobs can
+    ask for the same step's analysis (the step job and the guard's tick); a result that
+    arrives after the other one moved the step on measured traffic of an attempt that is
+    over, and is ignored rather than advancing a second time.
+    """
 
     at: datetime
     verdict: Verdict
     reason: str
+    started: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -249,6 +256,8 @@ def _analysis(state: RolloutState, event: AnalysisDone, plan: Plan) -> Decision:
     toward the inconclusive limit in a row. Neither fail nor inconclusive ever advances."""
     if state.phase is not Phase.PROGRESSING:
         return Decision(state, ())
+    if event.started is not None and event.started != state.step_started:
+        return Decision(state, ())  # stale: this step attempt was already decided
     if event.verdict is Verdict.PASS:
         return _passed(state, event, plan)
     if event.verdict is Verdict.FAIL:

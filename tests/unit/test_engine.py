@@ -308,3 +308,21 @@ def test_confirm_promotion_gates_only_the_last_step() -> None:
     assert (d.state.phase, d.state.awaiting) == (Phase.PROGRESSING, "confirm-promotion")
     d = decide(d.state, Command(at(25), "approve", step=1), p)
     assert d.state.phase is Phase.PROMOTING
+
+
+def test_a_second_result_for_an_already_decided_step_attempt_is_ignored() -> None:
+    """The step job and the guard's tick can both analyse a due step; the slower result
+    must not advance again (a skipped step) nor count again (a shortened limit)."""
+    started = run([Start(at(0))])
+    attempt = started.state.step_started
+    passed = decide(started.state, AnalysisDone(at(10), Verdict.PASS, "ok", attempt), plan())
+    assert (passed.state.step, passed.state.weight) == (1, 20)
+    late = decide(passed.state, AnalysisDone(at(10.1), Verdict.PASS, "ok", attempt), plan())
+    assert late == Decision(passed.state, ())
+    held = decide(
+        started.state, AnalysisDone(at(10), Verdict.INCONCLUSIVE, "no data", attempt), plan()
+    )
+    late = decide(
+        held.state, AnalysisDone(at(10.1), Verdict.INCONCLUSIVE, "no data", attempt), plan()
+    )
+    assert late.state.inconclusive_streak == held.state.inconclusive_streak == 1
