@@ -27,10 +27,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from rollout.driver import Driver, lease_renewal_interval
 from rollout.engine import ActionFailed, Phase, Plan, RolloutState, Start, decide
 from rollout.errors import RolloutError
+from rollout.gates import url_gates
 from rollout.leader import LeaderElector, Timing
 from rollout.metrics.prometheus import PrometheusReader
+from rollout.notify import config as notify_config
+from rollout.notify.delivery import Dispatcher
+from rollout.notify.events import InvolvedObject, Where
+from rollout.notify.notifier import FLUSH_TIMEOUT_S, RolloutNotifier
 from rollout.policy import RolloutPolicy
 from rollout.resources import (
+    API_VERSION,
     CANARY_ROLLOUTS,
     GROUP,
     ROLLOUT_POLICIES,
@@ -42,6 +48,7 @@ from rollout.resources import (
     policy_from_object,
 )
 from rollout.scheduler import RolloutScheduler
+from rollout.secrets import SecretReader
 from rollout.status_store import LostRollout, RolloutApi, StatusStore
 from rollout.subsets import resolve_subject
 from rollout.traffic.istio import IstioRouter, KubeIstioStore, api_error
@@ -138,6 +145,7 @@ class Controller:
         self._objects = KubeIstioStore(api)
         self._reader = PrometheusReader(config.prometheus_url)
         self._scheduler = RolloutScheduler()
+        self._dispatcher = Dispatcher()
         self._active: dict[str, Active] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -159,6 +167,7 @@ class Controller:
         server = _http_server(self)
         threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
         self._scheduler.start()
+        self._dispatcher.start()
         self._watcher.start()
         self._elector.start()
         log.info("controller.started", identity=self._elector.identity, port=server.port)
@@ -169,6 +178,7 @@ class Controller:
             self._drop_all()
         self._elector.stop()
         self._scheduler.shutdown()
+        self._dispatcher.close(FLUSH_TIMEOUT_S)
         server.shutdown()
         log.info("controller.stopped")
 
@@ -308,6 +318,9 @@ class Controller:
             policy = self._policy(rollout)
             IstioRouter(self._objects).current_weights(target)
             subject = resolve_subject(target, lambda: self._objects)
+            secrets = SecretReader(self._api, namespace)
+            gates = url_gates(policy, secrets)
+            notifier = self._notifier(rollout, policy, secrets)
         except RolloutError as exc:
             bound.error("rollout.cannot_start", error=str(exc), step=state.step)
             store.save(_failed(state, str(exc)), _now())
@@ -320,6 +333,8 @@ class Controller:
             reader=self._reader,
             store=store,
             state=state,
+            notifier=notifier,
+            gates=gates,
         )
         store.follow(lambda: driver.record.checks)
         active = Active(run, driver)
@@ -349,6 +364,28 @@ class Controller:
         except ApiException as exc:
             raise api_error(what, exc) from exc
         return policy_from_object(cast(dict[str, Any], obj))
+
+    def _notifier(
+        self, rollout: CanaryRollout, policy: RolloutPolicy, secrets: SecretReader
+    ) -> RolloutNotifier | None:
+        """The rollout's notifier (None when its policy configures no sink); events are about
+        the CanaryRollout, and one dispatcher serves every rollout."""
+        routes = notify_config.routes(
+            notify_config.merged(policy.spec.notifications), secrets, self._api
+        )
+        if not routes:
+            return None
+        target = rollout.spec.target
+        where = Where(
+            rollout=InvolvedObject(
+                API_VERSION, "CanaryRollout", rollout.metadata.namespace, rollout.metadata.name
+            ),
+            virtual_service=target.virtual_service,
+            stable=target.stable,
+            canary=target.canary,
+            steps=len(policy.spec.weights),
+        )
+        return RolloutNotifier(where, routes, self._dispatcher)
 
     def _changed(self, key: str, active: Active, state: RolloutState) -> None:
         """After every decision: metrics, and letting go of a rollout that ended."""

@@ -102,7 +102,7 @@ class Cluster:
     def custom(self) -> client.CustomObjectsApi:
         return client.CustomObjectsApi(self.api)
 
-    def controller(self, name: str) -> subprocess.Popen[bytes]:
+    def controller(self, name: str, **env_vars: str) -> subprocess.Popen[bytes]:
         """Start `rollout controller` (lease of LEASE_SECONDS) logging to logs/<name>.log;
         its HTTP endpoints are on `self.http[name]`."""
         port = _free_port()
@@ -113,7 +113,7 @@ class Cluster:
             "--lease-duration", str(LEASE_SECONDS), "--address", "127.0.0.1",
             "--port", str(port),
         ]  # fmt: skip
-        env = {**os.environ, "POD_NAME": name}  # the Lease holder is "<name>_<nonce>"
+        env = {**os.environ, **env_vars, "POD_NAME": name, "PYTHONUNBUFFERED": "1"}
         with (self.logs / f"{name}.log").open("ab") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         self.processes.append(proc)

@@ -4,19 +4,50 @@ Must-show 1 and 2: a healthy canary ends Succeeded (`start --wait` exits 0), a f
 RolledBack (exit 1), and the VirtualService's write history shows each step once, in order.
 """
 
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import requests
 from conftest import HERE, Cluster
 
 STEPS = [20, 40, 60, 80, 100]
-TARGET = ["-n", "demo", "--stable", "v1", "--policy", str(HERE / "policy.yaml")]
+TARGET = ["-n", "demo", "--stable", "v1"]
 
 
-def start(cluster: Cluster, name: str, vs: str, canary: str) -> tuple[int, str]:
+def start(
+    cluster: Cluster, name: str, vs: str, canary: str, policy: str = "policy"
+) -> tuple[int, str]:
     done = cluster.rollout(
         "start", name, "--virtual-service", vs, "--canary", canary, *TARGET, "--wait",
-        "--timeout", "90",
+        "--timeout", "90", "--policy", str(HERE / f"{policy}.yaml"),
     )  # fmt: skip
     return done.returncode, done.stdout + done.stderr
+
+
+@contextmanager
+def hook() -> Iterator[tuple[str, list[str]]]:
+    """A webhook receiver on a free port: its URL and the bodies it received."""
+    received: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        server.shutdown()
 
 
 def test_healthy_canary_is_promoted_and_start_exits_0(cluster: Cluster) -> None:
@@ -42,8 +73,15 @@ def test_healthy_canary_is_promoted_and_start_exits_0(cluster: Cluster) -> None:
 
 
 def test_faulty_canary_is_rolled_back_and_start_exits_1(cluster: Cluster) -> None:
-    cluster.controller("a")
-    code, output = start(cluster, "faulty", "cello-app-faulty", "v3")
+    with hook() as (url, received):
+        cluster.controller("a", HOOK_URL=url, HOOK_KEY="test-key")
+        code, output = start(cluster, "faulty", "cello-app-faulty", "v3", "policy-notify")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any("RolledBack" in b for b in received):
+            time.sleep(0.1)
+    # The webhook heard about it, from the CanaryRollout.
+    rolled_back = [json.loads(b) for b in received if "RolledBack" in b]
+    assert rolled_back and "canaryrollouts/faulty" in rolled_back[0]["source"]
     assert code == 1, output
     status = cluster.status("faulty")
     assert status["phase"] == "RolledBack"
