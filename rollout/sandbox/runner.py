@@ -199,8 +199,8 @@ def start_mesh(config: SandboxConfig) -> list[str]:
     argv += ["--stable", STABLE, "--canary", CANARY, "--port-file", str(port_file)]
     argv += [arg for v in (STABLE, CANARY) for arg in ("--upstream", f"{v}={seen[f'app-{v}']}")]
     proc = start_detached(config, "mesh", argv)
-    wait_for("mesh", proc, port_file.exists, directory / "mesh.log")
-    proxy_port, metrics_port = port_file.read_text().split()
+    wait_for("mesh", proc, lambda: len(_words(port_file)) == 2, directory / "mesh.log")
+    proxy_port, metrics_port = _words(port_file)
     url = f"http://127.0.0.1:{proxy_port}"
     record(directory, "mesh", url)
     record(directory, "mesh-metrics", f"http://127.0.0.1:{metrics_port}")
@@ -253,6 +253,14 @@ def start_load(config: SandboxConfig) -> list[str]:
         f"load: {config.rps:g} requests/s through the mesh for at most "
         f"{config.load_duration_s:g}s (pid {proc.pid})"
     ]
+
+
+def _words(path: Path) -> list[str]:
+    """The words of a file another process writes (none while it is absent or empty)."""
+    try:
+        return path.read_text().split()
+    except OSError:
+        return []
 
 
 def _address(url: str) -> str:

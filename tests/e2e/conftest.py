@@ -5,15 +5,13 @@ faulty or load-less ones are started per test (about 8 s each).
 """
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import Sandbox, running_sandbox
-
-MakeSandbox = Callable[..., Sandbox]
+from e2e_helpers import MakeSandbox, Sandbox, running_sandbox
 
 
 @pytest.fixture(scope="module")

@@ -77,6 +77,9 @@ def _canary_weight(vs: dict[str, Any]) -> int:
     return weight
 
 
+MakeSandbox = Callable[..., Sandbox]
+
+
 def sandbox_processes(directory: Path) -> list[int]:
     """Every process on the machine started for the sandbox in `directory` (children
     included: they inherit the marker), found by the marker in its environment."""

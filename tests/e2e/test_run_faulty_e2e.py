@@ -3,8 +3,7 @@ traffic (the guard), 300 ms more latency rolls back at the first step's check. E
 its own sandbox, since the fault is v2's own setting."""
 
 import pytest
-from conftest import MakeSandbox
-from e2e_helpers import collapse, run_to_end
+from e2e_helpers import MakeSandbox, collapse, run_to_end
 
 from rollout.demo import canary_exposure
 
