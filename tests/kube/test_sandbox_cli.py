@@ -68,6 +68,7 @@ def test_down_is_harmless_when_nothing_runs(tmp_path: Path) -> None:
             "error: --components: unknown nope (known: kube, apps, mesh, prometheus, load)\n",
         ),
         (("-n", "Demo"), "error: --namespace: 'Demo' is not a valid DNS-1123 label\n"),
+        (("--components", "mesh,load"), "error: --components: mesh needs kube, apps\n"),
     ],
 )
 def test_bad_flags_are_exit_2_and_start_nothing(
