@@ -22,6 +22,7 @@ from rollout.errors import ExitCode
 from rollout.policy import load_policy
 from rollout.sandbox import runner
 from rollout.target import Target
+from rollout.view import View
 
 POLICY = Path(__file__).resolve().parents[1] / "policies" / "demo.yaml"
 TARGET = Target(
@@ -36,8 +37,6 @@ FAULTS: dict[str | None, tuple[float, float]] = {
     "errors": (0.3, 0.0),
     "latency": (0.0, 300.0),
 }
-
-View = Callable[[RolloutState], None]
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,11 @@ def _canary(
     api = kube.api_client(str(directory / "kubeconfig"))
     driver = standalone.prepare(load_policy(str(POLICY)), TARGET, api, options)
     echo(f"canary: {TARGET} with policy {POLICY.name}")
-    state = standalone.drive(driver, on_change=make_view(driver))
+    show = make_view(driver)
+    try:
+        state = standalone.drive(driver, on_change=show)
+    finally:
+        show.close()  # a live view gives the terminal back before the summary
     result = DemoResult(state, report.record(driver))
     for line in summary(result.record):
         echo(line)
