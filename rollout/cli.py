@@ -29,7 +29,7 @@ from rollout.metrics.prometheus import PrometheusReader
 from rollout.metrics.providers import SAMPLE_TARGET, sample_queries
 from rollout.notify import config as notify_config
 from rollout.policy import Document, RolloutPolicy, load_policy, parse_document, read_document
-from rollout.resources import TargetSpec
+from rollout.resources import CanaryRolloutManifest, TargetSpec
 from rollout.rollout_client import RolloutClient, describe, verdict
 from rollout.sandbox import runner as sandbox_runner
 from rollout.subsets import resolve_subject
@@ -197,7 +197,23 @@ def _describe_policy(doc: Document) -> list[str]:
 
 
 # What `validate` knows how to check, by the document's `kind`.
-_VALIDATORS: dict[str, Callable[[Document], list[str]]] = {"RolloutPolicy": _describe_policy}
+def _describe_rollout(doc: Document) -> list[str]:
+    """Validate a CanaryRollout manifest, and its inline policy as a RolloutPolicy."""
+    rollout = parse_document(doc, CanaryRolloutManifest)
+    target = rollout.spec.target
+    lines = [
+        f"{doc.path}: CanaryRollout {rollout.metadata.name}: valid",
+        f"  target: VirtualService {target.virtual_service}, {target.stable} -> {target.canary}",
+    ]
+    if rollout.spec.policy_ref is not None:
+        return [*lines, f"  policy: RolloutPolicy {rollout.spec.policy_ref.name}"]
+    return lines
+
+
+_VALIDATORS: dict[str, Callable[[Document], list[str]]] = {
+    "RolloutPolicy": _describe_policy,
+    "CanaryRollout": _describe_rollout,
+}
 
 
 def _validate_file(path: str) -> list[str]:

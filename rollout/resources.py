@@ -191,6 +191,24 @@ class CanaryRollout(BaseModel):
         return [(rid, cmd) for rid, cmd in self.all_requests() if rid not in handled]
 
 
+class ManifestMeta(Model):
+    """What a CanaryRollout manifest may say in metadata (the API server fills the rest)."""
+
+    name: DnsName
+    namespace: DnsLabel | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class CanaryRolloutManifest(Model):
+    """A CanaryRollout as written in YAML (`rollout validate`): unknown keys are errors."""
+
+    api_version: Literal["rollout.cello.dev/v1alpha1"]
+    kind: Literal["CanaryRollout"]
+    metadata: ManifestMeta
+    spec: CanaryRolloutSpec
+
+
 def parse_rollout(obj: dict[str, Any]) -> CanaryRollout:
     """A CanaryRollout from the API; InputError with the first problem when it is invalid."""
     try:

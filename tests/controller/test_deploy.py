@@ -9,6 +9,7 @@ User-Agent) must be exactly `PERMISSIONS` - nothing missing, nothing unused.
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -167,3 +168,16 @@ def test_dockerfile_is_multi_stage_non_root_with_the_controller_entrypoint() -> 
     assert re.search(r"^USER 10001", final, re.MULTILINE)
     assert 'ENTRYPOINT ["rollout", "controller"]' in final
     assert "apt-get" not in final and "pip install" not in final
+
+
+def test_rollout_validate_checks_canary_rollout_manifests(tmp_path: Path) -> None:
+    rollout = str(Path(sys.executable).with_name("rollout"))
+    example = DEPLOY / "example" / "canaryrollout.yaml"
+    good = subprocess.run([rollout, "validate", str(example)], capture_output=True, text=True)
+    assert good.returncode == 0 and "CanaryRollout cello-app: valid" in good.stdout
+    bad = tmp_path / "bad.yaml"
+    typo = example.read_text().replace("    canary: v2", "    canary: v2\n    pasued: true")
+    bad.write_text(typo)
+    done = subprocess.run([rollout, "validate", str(bad)], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith("spec.target.pasued: unknown field")

@@ -136,7 +136,7 @@ def test_unknown_kind_points_at_kind(tmp_path: Path) -> None:
     result = run(str(path))
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        f"error: {path}:2: kind: unknown kind 'ConfigMap' (expected RolloutPolicy)"
+        f"error: {path}:2: kind: unknown kind 'ConfigMap' (expected RolloutPolicy, CanaryRollout)"
     ]
 
 
