@@ -77,6 +77,8 @@ def test_a_run_killed_with_sigkill_resumes_at_the_same_step(healthy_sandbox: San
     assert code == 0, stderr
     assert '"event": "rollout.resumed"' in stderr and '"step": 1' in stderr
     assert record is not None and record["phase"] == "Succeeded"
+    # The second process judged the step it resumed at (20 %) before moving on.
+    assert [c["weight"] for c in record["checks"] if c["kind"] == "step"] == [20, 50]
     # Both processes' writes: every step once, in order, never back, never skipped.
     assert collapse(healthy_sandbox.canary_writes()[before:])[1:] == PLAN
 
