@@ -8,10 +8,16 @@ over within the lease time and the rollout finishes.
 """
 
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import yaml
 from conftest import HERE, LEASE_SECONDS, Cluster
+
+from rollout import kube
+from rollout.sandbox.kubeapi import kubeconfig
 
 STEPS = [20, 40, 60, 80, 100]
 # The follower takes over once the Lease went unrenewed for a whole lease, noticed on its
@@ -100,3 +106,49 @@ def test_sigterm_releases_the_lease_at_once(cluster: Cluster) -> None:
     leader.send_signal(signal.SIGTERM)
     assert leader.wait(timeout=LEASE_SECONDS * 3) == 0
     assert cluster.lease_holder() == ""
+
+
+def api_process(port: int, port_file: Path) -> subprocess.Popen[bytes]:
+    """The stand-in as a process of its own, so that killing it drops every connection."""
+    argv = [sys.executable, "-m", "rollout.sandbox.kubeapi", "--port", str(port),
+            "--port-file", str(port_file), "--namespace", "demo", "--namespace",
+            "cello-rollout", "--filename", str(HERE / "objects.yaml")]  # fmt: skip
+    port_file.unlink(missing_ok=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not port_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc
+
+
+def test_after_the_api_server_restarts_the_controller_relists_and_drives(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Every watch and connection breaks, and the objects are gone with the old server: only
+    a fresh list finds the rollout created afterwards."""
+    port_file = tmp_path / "port"
+    first = api_process(0, port_file)
+    port = int(port_file.read_text())
+    config = tmp_path / "kubeconfig-process"
+    config.write_text(kubeconfig(f"http://127.0.0.1:{port}", "demo"))
+    cluster.kubeconfig = str(config)
+    cluster.api = kube.api_client(str(config))
+    try:
+        cluster.controller("a")
+        cluster.wait_for("a leads", lambda: cluster.lease_holder().startswith("a_"))
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        second = api_process(port, port_file)
+        try:
+            done = cluster.rollout(
+                "start", "cello-app", "-n", "demo", "--virtual-service", "cello-app",
+                "--stable", "v1", "--canary", "v2", "--policy", str(HERE / "policy.yaml"),
+                "--wait", "--timeout", "90",
+            )  # fmt: skip
+            assert done.returncode == 0, done.stdout + done.stderr
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()

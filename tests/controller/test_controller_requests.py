@@ -48,11 +48,15 @@ def test_requests_are_applied_once_and_an_abort_ends_start_wait_with_4(cluster: 
     cluster.wait_for("a new run", lambda: cluster.status(NAME).get("step") == 0)
     assert phase(cluster) == "Progressing" and reasons(cluster) == ["started"]
 
-    env_argv = [ROLLOUT, *START, "--wait", "--timeout", "60"]
+    env = {"KUBECONFIG": cluster.kubeconfig, "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
     waiting = subprocess.Popen(
-        env_argv, env={"KUBECONFIG": cluster.kubeconfig, "PATH": "/usr/bin:/bin"},
+        [ROLLOUT, *START, "--wait", "--timeout", "60"], env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    assert waiting.stdout is not None
+    # Abort only once `start` has updated the object: an abort landing first would end the
+    # run, and `start` would then retry it (what `start` on a finished run means).
+    assert "v1 -> v2" in waiting.stdout.readline()
     out = command(cluster, "abort", NAME)
     assert "abort requested" in out
     assert waiting.wait(timeout=60) == 4, waiting.communicate()
