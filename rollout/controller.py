@@ -183,20 +183,31 @@ class Controller:
         log.info("controller.stopped")
 
     def healthy(self) -> bool:
+        """/healthz: the watch loop runs (it retries API failures itself; if it died, only
+        a restart helps)."""
         return self._watcher.is_alive()
 
     def ready(self) -> bool:
+        """/readyz: the first list succeeded (a standby replica is ready too: it is what
+        takes over)."""
         return self._synced.is_set()
 
     # ---- leadership ------------------------------------------------------------------------
 
     def _leadership(self, leading: bool) -> None:
+        """Lost: stop driving at once. Gained: pick up every rollout from its status."""
         self.metrics.leader.set(1 if leading else 0)
         with self._lock:
             if not leading:
                 self._drop_all()
                 return
-        for obj in self._list():
+        try:
+            objects = self._list()
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            # The watch loop's next list picks every rollout up instead.
+            log.warning("controller.list_failed", error=str(exc).splitlines()[0])
+            return
+        for obj in objects:
             self._reconcile(obj)
 
     def _drop_all(self) -> None:
@@ -204,6 +215,7 @@ class Controller:
             self._drop(key)
 
     def _drop(self, key: str) -> None:
+        """Stop driving `key` (call under the lock); its status keeps where it was."""
         self._scheduler.remove(key)
         self._active.pop(key, None)
 
