@@ -161,12 +161,19 @@ def abort(name: str | None, kubeconfig: str | None, context: str | None, **flags
 
 
 @main.command()
-@target_options
+@name_or_target_options
 @handle_errors
-def approve(kubeconfig: str | None, context: str | None, **flags: Any) -> None:
-    """Approve the gate a standalone run is waiting at (confirm-step / confirm-promotion)."""
-    target = build_target(**flags)
+def approve(name: str | None, kubeconfig: str | None, context: str | None, **flags: Any) -> None:
+    """Approve the gate a run is waiting at (confirm-step / confirm-promotion): of
+    CanaryRollout NAME, or of the standalone run on the target flags' VirtualService."""
+    target = target_unless_named(name, flags)
     api = kube.api_client(kubeconfig, context)
+    if target is None:
+        status = RolloutClient(api, flags["namespace"]).get(str(name)).status
+        if status is None or status.awaiting is None:
+            raise InputError(f"CanaryRollout {flags['namespace']}/{name} waits at no gate")
+        _send(api, flags["namespace"], str(name), f"approve:{status.step}")
+        return
     stored = standalone.send_request(api, target, "approve", by=getpass.getuser())
     if stored is not None:
         click.echo(f"approved {stored.awaiting} at step {stored.step + 1} ({stored.weight}%)")

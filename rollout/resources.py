@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from rollout.engine import RolloutState
+from rollout.engine import Command, RolloutState
 from rollout.errors import InputError
 from rollout.judge import MetricVerdict, Verdict
 from rollout.policy import Model, PolicySpec, RolloutPolicy
@@ -36,7 +36,6 @@ API_VERSION = f"{GROUP}/{VERSION}"
 CANARY_ROLLOUTS = "canaryrollouts"
 ROLLOUT_POLICIES = "rolloutpolicies"
 REQUEST_PREFIX = f"request.{GROUP}/"
-COMMANDS = ("abort", "promote", "resume", "retry")
 
 DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
 DnsName = Annotated[
@@ -207,6 +206,14 @@ class CanaryRolloutManifest(Model):
     kind: Literal["CanaryRollout"]
     metadata: ManifestMeta
     spec: CanaryRolloutSpec
+
+
+def request_command(value: str, at: datetime) -> Command:
+    """The engine command a request annotation stands for: `abort`, `promote`, `resume`,
+    `retry`, or `approve:<step>` (an approval names the step whose gate it clears, so a late
+    one can never clear a later gate)."""
+    name, _, step = value.partition(":")
+    return Command(at, name, by="request", step=int(step) if step.isdigit() else None)
 
 
 def parse_rollout(obj: dict[str, Any]) -> CanaryRollout:

@@ -33,6 +33,7 @@ from rollout.resources import (
     LastAnalysis,
     Run,
     parse_rollout,
+    request_command,
     status_of,
 )
 from rollout.traffic.istio import ConflictError, api_error
@@ -136,7 +137,7 @@ class StatusStore:
     ) -> tuple[CanaryRolloutStatus, list[Command]]:
         """The status to write for `state`, and the commands it records as handled."""
         previous = rollout.status or CanaryRolloutStatus()
-        commands = [Command(now, name, by="request") for _, name in rollout.requests()]
+        commands = [request_command(value, now) for _, value in rollout.requests()]
         # A handled id is forgotten once its annotation is gone (`rollout` commands remove the
         # handled ones when they add theirs), so the list stays short.
         present = {rid for rid, _ in rollout.all_requests()}

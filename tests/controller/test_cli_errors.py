@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import HERE, ROLLOUT
+from controller_helpers import HERE, ROLLOUT
 
 from rollout.sandbox.kubeapi import KubeApiServer, kubeconfig
 

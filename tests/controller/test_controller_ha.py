@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import yaml
-from conftest import HERE, LEASE_SECONDS, Cluster
+from controller_helpers import HERE, LEASE_SECONDS, Cluster
 
 from rollout import kube
 from rollout.sandbox.kubeapi import kubeconfig

@@ -4,7 +4,7 @@ the controller as a request that it applies exactly once, and `rollout start --w
 
 import subprocess
 
-from conftest import HERE, ROLLOUT, Cluster
+from controller_helpers import HERE, ROLLOUT, Cluster
 
 NAME = "cello-app"
 START = [
@@ -92,3 +92,22 @@ def test_a_new_canary_subset_starts_a_new_run(cluster: Cluster) -> None:
     status = cluster.status(NAME)
     assert status["run"] == {"stable": "v1", "canary": "v3"}
     assert status["aborted"] is False and reasons(cluster)[0] == "started"
+
+
+def test_approve_clears_the_gate_of_the_step_it_names(cluster: Cluster) -> None:
+    cluster.controller("a")
+    gated = [*START[:-1], str(HERE / "policy-gated.yaml")]
+    assert cluster.rollout(*gated).returncode == 0
+
+    def waiting_at(step: int) -> bool:
+        status = cluster.status(NAME)
+        return status.get("awaiting") == "confirm-step" and status.get("step") == step
+
+    cluster.wait_for("the gate after step 1", lambda: waiting_at(0))
+    assert "approve:0 requested" in command(cluster, "approve", NAME)
+    cluster.wait_for("the gate after step 2", lambda: waiting_at(1), timeout_s=30)
+    assert cluster.weight_writes("cello-app") == [20, 40]
+    command(cluster, "abort", NAME)
+    cluster.wait_for("aborted", lambda: phase(cluster) == "RolledBack")
+    done = cluster.rollout("approve", NAME, "-n", "demo")
+    assert done.returncode == 2 and "waits at no gate" in done.stderr

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
-from conftest import HERE, Cluster
+from controller_helpers import HERE, Cluster
 
 STEPS = [20, 40, 60, 80, 100]
 TARGET = ["-n", "demo", "--stable", "v1"]

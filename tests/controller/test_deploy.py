@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
-from conftest import API_CALLS
+from controller_helpers import API_CALLS
 
 from rollout.controller import PERMISSIONS, USER_AGENT
 from rollout.resources import CanaryRollout, crd_documents, crd_files
