@@ -168,13 +168,15 @@ def start_apps(config: SandboxConfig) -> list[str]:
         AppVersion(STABLE),
         AppVersion(CANARY, error_rate=config.v2_error_rate, delay_ms=config.v2_latency_ms),
     )
-    lines = []
-    for spec in versions:
-        name = f"app-{spec.version}"
+    started = []
+    for spec in versions:  # both start at once: each takes a second or two to import
         port = free_port()
         argv, env = app_command(spec, port)
-        proc = start_detached(config, name, argv, env)
-        url = f"http://127.0.0.1:{port}"
+        proc = start_detached(config, f"app-{spec.version}", argv, env)
+        started.append((spec, proc, f"http://127.0.0.1:{port}"))
+    lines = []
+    for spec, proc, url in started:
+        name = f"app-{spec.version}"
         wait_for(name, proc, http_ok(f"{url}/healthz"), config.directory / f"{name}.log")
         record(config.directory, name, url)
         faults = f"error rate {spec.error_rate:g}, +{spec.delay_ms:g} ms"
