@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rollout.engine import Command, Converged, Plan, RolloutState, decide
 from rollout.errors import ExitCode, InputError, RolloutError
+from rollout.pids import alive
 from rollout.target import Target
 from rollout.traffic.istio import VIRTUAL_SERVICE, ConflictError, IstioStore, Obj
 
@@ -67,18 +68,11 @@ class Holder:
         return cls(host, int(pid) if pid.isdigit() else 0)
 
     def gone(self) -> bool:
-        """True when this holder is a process on this host that no longer exists."""
+        """True when this holder is a process on this host that no longer runs (a zombie
+        counts as gone: a run killed with SIGKILL may not be reaped yet)."""
         if self.host != socket.gethostname():
             return False
-        if self.pid <= 0:
-            return True
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        return self.pid <= 0 or not alive(self.pid)
 
 
 class Request(BaseModel):

@@ -37,6 +37,7 @@ from pathlib import Path
 import requests
 
 from rollout.errors import ExitCode, InfraError, InputError
+from rollout.pids import alive
 from rollout.sandbox import prometheus
 from rollout.sandbox.apps import AppVersion, app_command
 from rollout.sandbox.kubeapi import kubeconfig
@@ -374,15 +375,6 @@ def _our_pid(pid_file: Path) -> int | None:
 
 def _marker(directory: Path) -> str:
     return str(directory.resolve())
-
-
-def alive(pid: int) -> bool:
-    """True while `pid` runs; a zombie (exited, not yet reaped by its parent) is not."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def stop(pid: int) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 
+from rollout.pids import alive
 from rollout.sandbox import runner
 from rollout.store import ANNOTATION
 
@@ -87,7 +88,7 @@ def sandbox_processes(directory: Path) -> list[int]:
     found = []
     for environ in Path("/proc").glob("[0-9]*/environ"):
         try:
-            if mark in environ.read_bytes().split(b"\0") and runner.alive(int(environ.parent.name)):
+            if mark in environ.read_bytes().split(b"\0") and alive(int(environ.parent.name)):
                 found.append(int(environ.parent.name))
         except OSError:
             continue

@@ -12,7 +12,7 @@ from kubeapi_helpers import MANIFESTS
 from kubernetes import client
 
 from rollout import kube
-from rollout.sandbox.runner import alive
+from rollout.pids import alive
 
 pytestmark = pytest.mark.kube
 

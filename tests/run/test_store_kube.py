@@ -4,8 +4,13 @@ Against the Kubernetes API stand-in, through the official client: the 409s that 
 races come from the server.
 """
 
+import os
+import signal
+import subprocess
 import threading
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -155,3 +160,29 @@ def test_two_runs_racing_for_the_lock_never_both_get_it(api: client.ApiClient) -
     for t in threads:
         t.join()
     assert sorted(outcomes) == ["refused"] * 3 + ["won"]
+
+
+def test_a_holder_killed_but_not_yet_reaped_is_taken_over_at_once(
+    api: client.ApiClient,
+) -> None:
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        zombie = Holder(Holder.me().host, child.pid)
+        first = store(api, zombie)
+        first.acquire(NOW)
+        first.save(progressing(), NOW)
+        os.kill(child.pid, signal.SIGKILL)
+        wait_for_zombie(child.pid)  # killed, and its parent (this test) has not reaped it
+        resumed = store(api, Holder.me()).acquire(NOW + timedelta(seconds=1))
+        assert resumed.step == 2
+    finally:
+        child.kill()
+        child.wait()
+
+
+def wait_for_zombie(pid: int) -> None:
+    for _ in range(200):
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not become a zombie")
