@@ -1,6 +1,6 @@
 """`rollout demo` as a newcomer runs it: a healthy v2 is promoted, a v2 answering 30 % 5xx is
-rolled back within 10 s of its first traffic (from the decision record's times), and the
-sandbox it started is gone afterwards (unless --keep)."""
+rolled back within 10 s of its first traffic (from the decision record's times), a v2 300 ms
+slower is rolled back, and the sandbox it started is gone afterwards (unless --keep)."""
 
 import json
 import re
@@ -59,6 +59,16 @@ def test_demo_faulty_errors_rolls_back_within_10s_and_stops_the_sandbox(
     assert directory is not None
     assert sandbox_processes(Path(directory.group(1))) == []
     assert not Path(directory.group(1)).exists()
+
+
+def test_demo_faulty_latency_rolls_back(tmp_path: Path) -> None:
+    report = tmp_path / "record.json"
+    result = demo("--faulty", "latency", "--report", str(report))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "verdict: RolledBack (exit 1)" in result.stdout
+    record = json.loads(report.read_text())
+    assert "latency" in record["reason"]
+    assert record["transitions"][-1]["weight"] == 0
 
 
 def test_demo_interrupted_mid_canary_stops_the_sandbox_and_exits_3() -> None:
