@@ -4,9 +4,10 @@ Only the holder of the Lease acts; the other replicas watch and wait. Timing (de
 15 s lease):
 - the leader renews every `retry` (lease/5) and steps down when it has not renewed for
   `renew_deadline` (2/3 of the lease), so it stops acting before anyone may take over;
-- a follower takes the Lease over only when its record has not changed for a whole lease,
-  measured on the follower's own clock from when it last saw a change (clock skew between
-  nodes does not matter);
+- a follower takes the Lease over once its record has not changed for a lease less one
+  retry, measured on the follower's own clock from when it last saw a change (clock skew
+  between nodes does not matter), so with its polling it takes over within one lease of the
+  leader's last renewal - after the leader stopped acting at its renew deadline;
 - every write carries the resourceVersion read, so two candidates never both win: the loser
   gets 409 and stays a follower;
 - on a clean shutdown the leader releases the Lease (empty holder), so its successor takes
@@ -163,7 +164,9 @@ class LeaderElector:
             self._observed, self._observed_at = record, now
             return False
         duration = spec.lease_duration_seconds or self._timing.lease_s
-        return now - self._observed_at >= duration
+        # One retry early, so that with the retry's delay the takeover lands within the lease:
+        # still safe, as the holder stopped acting at its renew deadline (2/3 of the lease).
+        return now - self._observed_at >= duration - self._timing.retry_s
 
     def _record(
         self,
