@@ -7,8 +7,8 @@ reuses the engine's `RolloutState` (so the stored status *is* the state a restar
 controller resumes from) and the judge's `MetricVerdict` (so `lastAnalysis` has the shape
 `rollout analyze --output json` prints).
 
-Requests that must happen exactly once (abort, promote, resume, retry) are annotations
-`request.rollout.cello.dev/<id>: <command>`: each request has a key of its own, so two
+Requests that must happen exactly once (abort, promote, resume, retry, approve:<step>) are
+annotations `request.rollout.cello.dev/<id>: <command>`: each request has a key of its own, so two
 requests never overwrite each other, and the controller records every id it applied in
 `status.handledRequests` in the same status write as the change it caused, so a request is
 never applied twice. `spec.paused` is declarative; the controller remembers the value it
