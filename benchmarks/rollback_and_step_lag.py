@@ -36,7 +36,7 @@ def run_once(v2_error_rate: float) -> dict[str, Any]:
     """One sandbox, one `rollout run --output json`; the decision record."""
     with tempfile.TemporaryDirectory(prefix="rollout-bench-") as tmp:
         directory = Path(tmp)
-        config = runner.config_for(directory, v2_error_rate=v2_error_rate)
+        config = runner.SandboxConfig(directory, v2_error_rate=v2_error_rate)
         runner.up(config, runner.parse_components(None))
         try:
             env = os.environ | dict(
