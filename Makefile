@@ -28,4 +28,4 @@ lint: $(BIN)/rollout
 	$(BIN)/mypy rollout
 
 test: setup lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=10
