@@ -12,13 +12,11 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import structlog
 
 from rollout.errors import InfraError
-from rollout.sandbox.process import ManagedProcess, free_port, http_ok
+from rollout.sandbox.process import ManagedProcess, StopOnExit, free_port, http_ok
 from rollout.sandbox.prometheus import ScrapeTarget
 
 log = structlog.get_logger(__name__)
@@ -58,7 +56,7 @@ def app_command(
     return [sys.executable, str(app_path)], env
 
 
-class CelloApp:
+class CelloApp(StopOnExit):
     """A running version of the example Cello app on 127.0.0.1:`port`; stop() ends it."""
 
     def __init__(
@@ -103,14 +101,3 @@ class CelloApp:
         if self._owned_log_dir:
             shutil.rmtree(self._log_dir, ignore_errors=True)
         log.info("cello_app.stopped", version=self.spec.version)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

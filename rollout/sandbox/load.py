@@ -13,20 +13,19 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from types import TracebackType
-from typing import Self
 
 import requests
 import structlog
 
 from rollout import log as logging_setup
+from rollout.sandbox.process import StopOnExit
 
 log = structlog.get_logger(__name__)
 
 REQUEST_TIMEOUT_S = 10.0
 
 
-class LoadGenerator:
+class LoadGenerator(StopOnExit):
     """GETs `paths` in turn on `base_url` at `rate` per second until stop() or `duration_s`."""
 
     def __init__(
@@ -93,17 +92,6 @@ class LoadGenerator:
         self._thread.join()
         self._pool.shutdown(wait=True)
         log.info("load.stopped", sent=self.sent, dropped=self.dropped)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,8 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import Self, cast
+from typing import cast
 from urllib.parse import urlsplit
 
 import structlog
@@ -36,7 +35,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from rollout import kube
 from rollout import log as logging_setup
 from rollout.errors import InputError, RolloutError
-from rollout.sandbox.process import free_port
+from rollout.sandbox.process import StopOnExit, free_port
 from rollout.sandbox.prometheus import ScrapeTarget
 from rollout.subsets import read_subject
 from rollout.target import Target
@@ -255,7 +254,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         """Silence per-request access lines; the metrics are the record."""
 
 
-class MeshRouter:
+class MeshRouter(StopOnExit):
     """The proxy on 127.0.0.1:`port`, its Istio metrics on `metrics_port`; stop() ends both."""
 
     def __init__(
@@ -317,17 +316,6 @@ class MeshRouter:
         self._metrics_server.shutdown()
         self._metrics_server.server_close()
         log.info("mesh.stopped", url=self.url)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # ---- As a process (`rollout sandbox up`): following the live VirtualService ----------------

@@ -43,7 +43,26 @@ def http_ok(url: str) -> Callable[[], bool]:
     return check
 
 
-class ManagedProcess:
+class StopOnExit:
+    """A context manager whose exit calls `stop()`: every sandbox piece is stopped the same
+    way whether a test uses `with` or calls `stop()` itself."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ManagedProcess(StopOnExit):
     """One child process with its log file; a context manager that always stops it."""
 
     def __init__(
@@ -102,14 +121,3 @@ class ManagedProcess:
         except OSError:
             return "(no log)"
         return " | ".join(text.strip().splitlines()[-lines:]) or "(empty log)"
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -14,15 +14,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import requests
 import structlog
 import yaml
 
 from rollout.errors import InfraError
-from rollout.sandbox.process import ManagedProcess, free_port, http_ok
+from rollout.sandbox.process import ManagedProcess, StopOnExit, free_port, http_ok
 
 log = structlog.get_logger(__name__)
 
@@ -104,7 +103,7 @@ def wait_targets_up(url: str, timeout_s: float = 30.0) -> None:
     raise InfraError(f"prometheus targets not all up after {timeout_s:.0f}s: {health}")
 
 
-class PrometheusServer:
+class PrometheusServer(StopOnExit):
     """A running Prometheus on 127.0.0.1:`port` with its own storage; stop() removes both.
 
     Use as a context manager, or call stop() in a finally block.
@@ -138,14 +137,3 @@ class PrometheusServer:
     def _remove_dir(self) -> None:
         if self._owned_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
