@@ -252,20 +252,34 @@ def validate(files: tuple[str, ...]) -> None:
         sys.exit(int(ExitCode.INVALID_INPUT))
 
 
+def _analysis_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The policy, Prometheus and version-label flags shared by `analyze` and `run`."""
+    options = [
+        click.option("--policy", "policy_path", required=True, help="RolloutPolicy YAML file."),
+        click.option(
+            "--prometheus",
+            "prometheus_url",
+            required=True,
+            envvar="PROMETHEUS_URL",
+            help="Prometheus base URL (or PROMETHEUS_URL).",
+        ),
+        click.option("--stable-version", default=None, help="Stable subset's version label."),
+        click.option("--canary-version", default=None, help="Canary subset's version label."),
+        click.option(
+            "--service",
+            default=None,
+            help="Service name in queries (default: DestinationRule host's short name; "
+            "without a cluster, the VirtualService name).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @main.command()
 @target_options
-@click.option("--policy", "policy_path", required=True, help="RolloutPolicy YAML file.")
-@click.option(
-    "--prometheus", "prometheus_url", required=True, envvar="PROMETHEUS_URL",
-    help="Prometheus base URL (or PROMETHEUS_URL).",
-)  # fmt: skip
-@click.option("--stable-version", default=None, help="Stable subset's version label value.")
-@click.option("--canary-version", default=None, help="Canary subset's version label value.")
-@click.option(
-    "--service", default=None,
-    help="Service name in queries (default: DestinationRule host's short name; without a "
-    "cluster, the VirtualService name).",
-)  # fmt: skip
+@_analysis_options
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @handle_errors
 def analyze(
@@ -399,26 +413,6 @@ def demo(faulty: str | None, keep: bool, report_path: str | None) -> None:
     if report_path is not None:
         report.write(report_path, result.record)
     sys.exit(int(result.exit_code))
-
-
-def _analysis_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Prometheus and version-label flags shared by `run` (and like those of `analyze`)."""
-    options = [
-        click.option("--policy", "policy_path", required=True, help="RolloutPolicy YAML file."),
-        click.option(
-            "--prometheus",
-            "prometheus_url",
-            required=True,
-            envvar="PROMETHEUS_URL",
-            help="Prometheus base URL (or PROMETHEUS_URL).",
-        ),
-        click.option("--stable-version", default=None, help="Stable subset's version label."),
-        click.option("--canary-version", default=None, help="Canary subset's version label."),
-        click.option("--service", default=None, help="Service name in queries."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
 
 
 @main.command()
